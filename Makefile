@@ -1,0 +1,49 @@
+# Neurons to Pipelines — the course's commands. `make lab` and `make test` are all a user needs.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8888
+NB     ?= notebooks/*.ipynb labs/*/solution.ipynb
+LAB_ARGS ?=
+SLIDES ?= notebooks/*.ipynb
+
+.PHONY: setup lab test execute slides gpu clean help
+help:
+	@echo "make lab      set up if needed, then start JupyterLab on $(HOST):$(PORT) (token login)"
+	@echo "make test     set up if needed, then run every test (unit, notebooks, labs, browser)"
+	@echo "make execute  re-run notebooks in place to refresh their outputs (NB=path.ipynb for one)"
+	@echo "make slides   build offline reveal.js decks into slides/ (SLIDES=path.ipynb for one)"
+	@echo "make gpu      swap tensorflow-cpu for the CUDA build of TensorFlow (GPU machines)"
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+lab: setup
+	$(BIN)/jupyter lab --ServerApp.ip=$(HOST) --ServerApp.port=$(PORT) \
+	    --ServerApp.root_dir=. $(LAB_ARGS) notebooks/00_start_here.ipynb
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+execute: setup
+	$(BIN)/python tools/execute.py $(NB)
+
+slides: setup slides/node_modules/.installed
+	$(BIN)/python tools/build_slides.py $(SLIDES)
+
+slides/node_modules/.installed: slides/package.json slides/package-lock.json
+	cd slides && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+gpu: setup
+	$(BIN)/python -m pip uninstall --yes tensorflow-cpu
+	$(BIN)/python -m pip install -c constraints.txt "tensorflow[and-cuda]==2.21.0"
+
+clean:
+	rm -rf $(VENV) slides/node_modules slides/*.slides.html

@@ -1,0 +1,147 @@
+"""The machine a lesson runs on: quiet framework start-up, seeds, devices, an environment report.
+
+Call ``quiet_frameworks()`` before TensorFlow is imported (``import course_utils`` does it for
+you). It silences TensorFlow's C++ and Python logs and loads triton first: with these wheels,
+TensorFlow loaded before triton crashes the process as soon as torch touches triton
+(tensorflow/tensorflow#124205).
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import platform
+import random
+import sys
+import warnings
+
+import numpy as np
+
+TF_QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
+
+
+def quiet_frameworks() -> None:
+    """Make TensorFlow quiet and safe to use next to torch in one process.
+
+    Safe to call many times. Sets the TensorFlow log variables (only if the user has not set
+    them), loads triton before TensorFlow when both are installed, and lowers TensorFlow's
+    Python logger to ERROR if TensorFlow is already imported.
+    """
+    for key, value in TF_QUIET.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS on GPUs
+    if "triton" not in sys.modules and importlib.util.find_spec("triton") is not None:
+        if "tensorflow" in sys.modules:
+            warnings.warn("TensorFlow was imported before course_utils: if torch loads triton later "
+                          "the kernel may crash. Import course_utils first, then restart the kernel.",
+                          RuntimeWarning, stacklevel=2)
+        else:
+            import triton  # noqa: F401  (must precede TensorFlow, see the module docstring)
+    if "tensorflow" in sys.modules:
+        sys.modules["tensorflow"].get_logger().setLevel("ERROR")
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*np.object.*", category=FutureWarning)
+
+
+def seed_everything(seed: int = 0) -> list[str]:
+    """Seed Python, NumPy and every framework already imported; make them deterministic.
+
+    Import torch / tensorflow / keras first: a framework imported later is not seeded.
+    Returns the names of what was seeded, e.g. ``['python', 'numpy', 'torch', 'keras']``.
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    seeded = ["python", "numpy"]
+    if "torch" in sys.modules:
+        import torch
+        torch.manual_seed(seed)  # also seeds every CUDA device
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        seeded.append("torch")
+    if "keras" in sys.modules or "tensorflow" in sys.modules:
+        import keras
+        keras.utils.set_random_seed(seed)  # python, numpy and the backend (tf/torch/jax)
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+            tf.config.experimental.enable_op_determinism()
+        seeded.append("keras")
+    return seeded
+
+
+def gpu_count() -> int:
+    """Number of CUDA GPUs torch can use (0 on a CPU-only machine); imports torch."""
+    import torch
+    return torch.cuda.device_count()
+
+
+def devices(n: int, framework: str = "torch") -> list:
+    """``n`` devices for a lesson that needs ``n``, real where possible, simulated otherwise.
+
+    framework="torch": a list of ``torch.device`` — ``cuda:i % k`` when k GPUs exist (so two
+    virtual devices may share one GPU), else ``cpu`` n times.
+    framework="tensorflow": a list of device names. With GPUs: the first n GPUs, or
+    ``/GPU:i % k`` when fewer exist. Without: n *logical* CPU devices ``/CPU:0 .. /CPU:n-1``,
+    which must be created before TensorFlow runs its first op (restart the kernel otherwise).
+    """
+    if n < 1:
+        raise ValueError(f"devices(n): n must be >= 1, got {n}")
+    if framework == "torch":
+        import torch
+        k = torch.cuda.device_count()
+        return [torch.device(f"cuda:{i % k}") if k else torch.device("cpu") for i in range(n)]
+    if framework in ("tensorflow", "tf", "keras"):
+        return _tf_devices(n)
+    raise ValueError(f"devices(): framework must be 'torch' or 'tensorflow', got {framework!r}")
+
+
+def _tf_devices(n: int) -> list[str]:
+    quiet_frameworks()
+    import tensorflow as tf
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        return [f"/GPU:{i % len(gpus)}" for i in range(n)]
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    have = tf.config.get_logical_device_configuration(cpu) or []
+    if len(have) < n:
+        try:
+            tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
+        except RuntimeError as err:
+            raise RuntimeError(f"TensorFlow is already running with {max(len(have), 1)} CPU device(s); "
+                               f"call devices({n}, 'tensorflow') before any TensorFlow op "
+                               "(restart the kernel and run it first).") from err
+    return [f"/CPU:{i}" for i in range(n)]
+
+
+def _version(module: str) -> str:
+    if importlib.util.find_spec(module) is None:
+        return "not installed"
+    from importlib.metadata import PackageNotFoundError, version
+    for dist in {"tensorflow": ["tensorflow", "tensorflow-cpu"]}.get(module, [module]):
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
+    return "installed"
+
+
+def report(simulated: int | None = None):
+    """The environment as a two-column pandas DataFrame (item, value).
+
+    Lists Python, the framework versions (read from package metadata, so TensorFlow is not
+    imported), CPU cores, the GPUs torch sees (``none`` on CPU) and, if ``simulated`` is given,
+    how that many lesson devices are mapped (e.g. ``4 × cpu`` or ``cuda:0, cuda:1, cuda:0, cuda:1``).
+    """
+    import pandas as pd
+    import torch
+    rows = [("python", platform.python_version()), ("platform", platform.platform(terse=True)),
+            ("cpu cores", os.cpu_count())]
+    rows += [(m, _version(m)) for m in ("torch", "torchvision", "tensorflow", "keras", "jax", "numpy")]
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    rows.append(("gpus (torch)", ", ".join(gpus) if gpus else "none"))
+    rows.append(("cuda available", torch.cuda.is_available()))
+    if simulated:
+        devs = [str(d) for d in devices(simulated, "torch")]
+        rows.append((f"{simulated} lesson devices",
+                     f"{simulated} × cpu (simulated)" if set(devs) == {"cpu"} else ", ".join(devs)))
+    return pd.DataFrame(rows, columns=["item", "value"]).set_index("item")

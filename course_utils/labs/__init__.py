@@ -1,0 +1,118 @@
+"""Self-checking lab exercises: one module per lab (``lab01`` ...), built on the pieces here.
+
+In a lab notebook::
+
+    from course_utils.labs import lab01 as check
+    check.q1(neuron_forward)      # prints one line: ✔ ... or ✘ ... with a hint
+
+A check runs the student's code on fresh random hidden inputs (a hard-coded answer fails),
+compares with a reference, and turns every failure — a wrong value, shape, dtype, NaN, a wrong
+type, an exception inside the student's code, an unfinished ``raise NotImplementedError`` —
+into one clear line, never a traceback. It returns a ``Result`` (truthy when passed) that
+displays nothing in a notebook, so the printed line is the only output.
+"""
+from __future__ import annotations
+
+import functools
+import secrets
+from typing import Any, Callable
+
+import numpy as np
+
+
+class Wrong(Exception):
+    """Raised inside a check to report a wrong answer; its text is shown after ✘."""
+
+
+class NotDone(Exception):
+    """The exercise is not attempted yet (the starter's ``raise NotImplementedError``)."""
+
+
+class Result:
+    """Outcome of one check: truthy when passed; shows nothing in a notebook (the line is printed)."""
+
+    def __init__(self, ok: bool, line: str):
+        self.ok, self.line = ok, line
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __repr__(self) -> str:
+        return self.line
+
+    def _ipython_display_(self) -> None:  # the check already printed its line
+        pass
+
+
+def exercise(name: str, hint: str) -> Callable:
+    """Decorator for a check ``fn(*student_answers) -> success message``.
+
+    The check raises ``Wrong`` for a wrong answer; any other exception raised by student code
+    (reached through ``call``) is reported as such. ``hint`` is shown after every ✘.
+    """
+    def wrap(check: Callable[..., str]) -> Callable[..., Result]:
+        @functools.wraps(check)
+        def run(*answers: Any, **kwargs: Any) -> Result:
+            try:
+                ok, text = True, check(*answers, **kwargs)
+            except NotDone:
+                ok, text = False, "not done yet — replace the `raise NotImplementedError` with your code"
+            except Wrong as wrong:
+                ok, text = False, f"{wrong}"
+            line = f"✔ {name}: {text}" if ok else f"✘ {name}: {text}\n   hint: {hint}"
+            print(line)
+            return Result(ok, line)
+        return run
+    return wrap
+
+
+def rng() -> np.random.Generator:
+    """A generator with a fresh seed for every check: hidden inputs differ on every run."""
+    return np.random.default_rng(secrets.randbits(64))
+
+
+def require_callable(fn: Any, what: str) -> None:
+    if not callable(fn):
+        raise Wrong(f"expected {what} to be a function, got {type(fn).__name__}")
+
+
+def call(fn: Callable, *args: Any, what: str = "your function") -> Any:
+    """Call student code; turn NotImplementedError into NotDone and other errors into Wrong."""
+    require_callable(fn, what)
+    try:
+        return fn(*args)
+    except NotImplementedError as err:
+        raise NotDone from err
+    except Exception as err:  # the student's bug, reported in one line
+        raise Wrong(f"{what} raised {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from err
+
+
+def as_array(value: Any, what: str) -> np.ndarray:
+    """Accept NumPy arrays, Python numbers/lists, torch tensors and TF tensors; reject the rest."""
+    if hasattr(value, "detach"):  # torch
+        value = value.detach().cpu().numpy()
+    elif hasattr(value, "numpy") and callable(value.numpy):  # tensorflow
+        value = value.numpy()
+    if value is None:
+        raise Wrong(f"{what} returned None — did you forget `return`?")
+    try:
+        array = np.asarray(value)
+    except Exception:
+        raise Wrong(f"{what} returned a {type(value).__name__}, expected an array") from None
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise Wrong(f"{what} returned a {type(value).__name__} of {array.dtype}, expected numbers")
+    return array
+
+
+def expect_close(value: Any, reference: Any, what: str, rtol: float = 1e-5, atol: float = 1e-6) -> np.ndarray:
+    """Check type, shape, finiteness and value against the reference; return the value as an array."""
+    got = as_array(value, what)
+    ref = np.asarray(reference)
+    if got.shape != ref.shape:
+        raise Wrong(f"{what} has shape {got.shape}, expected {ref.shape}")
+    if not np.all(np.isfinite(got)):
+        raise Wrong(f"{what} contains NaN or inf")
+    if not np.allclose(got, ref, rtol=rtol, atol=atol):
+        err = float(np.max(np.abs(got.astype(np.float64) - ref)))
+        raise Wrong(f"{what} is off by up to {err:.3g} from the correct values")
+    return got
