@@ -6,6 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8888
 NB     ?= notebooks/*.ipynb labs/*/solution.ipynb
 LAB_ARGS ?=
+ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root)   # containers often run as root
 SLIDES ?= notebooks/*.ipynb
 
 .PHONY: setup lab test execute slides gpu clean help
@@ -26,7 +27,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 lab: setup
 	$(BIN)/jupyter lab --ServerApp.ip=$(HOST) --ServerApp.port=$(PORT) \
-	    --ServerApp.root_dir=. $(LAB_ARGS) notebooks/00_start_here.ipynb
+	    --ServerApp.root_dir=. $(ROOT_ARG) $(LAB_ARGS) notebooks/00_start_here.ipynb
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -30,13 +30,13 @@ def _label(path: Path) -> str:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
-    path = Path(str(item.fspath))
+    path = Path(item.nodeid.split("::")[0])
     if path.suffix == ".ipynb" and _elapsed[path] > HARD_LIMIT_S:
         pytest.fail(f"{_label(path)} has run {_elapsed[path]:.0f} s (> {HARD_LIMIT_S} s): stopped", pytrace=False)
 
 
 def pytest_runtest_logreport(report):
-    path = Path(str(report.fspath))
+    path = Path(report.nodeid.split("::")[0])
     if path.suffix == ".ipynb":
         _elapsed[path] += report.duration
         if STRICT and report.when == "teardown" and _elapsed[path] > budget(path):
@@ -60,7 +60,7 @@ def pytest_sessionfinish(session):
     left = [p for p in psutil.Process().children(recursive=True) if p.is_running()
             and p.status() != psutil.STATUS_ZOMBIE]
     if left:
-        names = ", ".join(f"{p.pid}:{' '.join(p.cmdline()[:3])}" for p in left)
+        names = ", ".join(f"{p.pid}:{p.name()}" for p in left)
         session.config.pluginmanager.get_plugin("terminalreporter").write_line(
             f"ERROR: tests left {len(left)} process(es) running: {names}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -43,30 +43,35 @@ def quiet_frameworks() -> None:
     warnings.filterwarnings("ignore", message=".*np.object.*", category=FutureWarning)
 
 
-def seed_everything(seed: int = 0) -> list[str]:
+def seed_everything(seed: int = 0) -> None:
     """Seed Python, NumPy and every framework already imported; make them deterministic.
 
     Import torch / tensorflow / keras first: a framework imported later is not seeded.
-    Returns the names of what was seeded, e.g. ``['python', 'numpy', 'torch', 'keras']``.
+    Returns None (so a notebook cell ending with it shows nothing); ``seeded_frameworks()``
+    after it tells what was seeded.
     """
     random.seed(seed)
     np.random.seed(seed)
     os.environ["PYTHONHASHSEED"] = str(seed)
-    seeded = ["python", "numpy"]
     if "torch" in sys.modules:
         import torch
         torch.manual_seed(seed)  # also seeds every CUDA device
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
-        seeded.append("torch")
     if "keras" in sys.modules or "tensorflow" in sys.modules:
         import keras
         keras.utils.set_random_seed(seed)  # python, numpy and the backend (tf/torch/jax)
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
             tf.config.experimental.enable_op_determinism()
-        seeded.append("keras")
-    return seeded
+
+
+def seeded_frameworks() -> list[str]:
+    """What ``seed_everything`` seeds right now: python, numpy and the frameworks already imported."""
+    imported = [name for name in ("torch", "keras") if name in sys.modules]
+    if "tensorflow" in sys.modules and "keras" not in imported:
+        imported.append("keras")
+    return ["python", "numpy", *imported]
 
 
 def gpu_count() -> int:
