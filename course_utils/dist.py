@@ -1,0 +1,353 @@
+"""Launch distributed training scripts from a notebook cell, and pick a backend and device in them.
+
+    from course_utils.dist import torchrun, tf_workers, DistError
+    res = torchrun("scripts/ddp_equivalence.py", nprocs=2, args=["--steps", "3"], timeout=120)
+    res = tf_workers("scripts/tf_multiworker.py", nworkers=2, timeout=120)
+
+Both stream every worker's output into the cell, each line prefixed ``[rank 0] `` (``[worker 0] ``
+for TensorFlow), and return a ``LaunchResult`` once every worker has exited with status 0.
+What they take care of, so the lesson does not have to:
+
+- a free port on 127.0.0.1 for every launch (two notebooks on one machine never collide), and gloo /
+  NCCL told to use the loopback interface;
+- threads: each worker gets ``OMP_NUM_THREADS = max(1, cores // workers)`` (and the TensorFlow
+  equivalents), because processes × threads above the core count is many times slower;
+- failing fast and cleaning up: a worker that raises, exits non-zero or outlives ``timeout`` makes the
+  call raise ``DistError`` naming that worker and showing its last lines; on any exit — success,
+  error, timeout, Ctrl-C / kernel interrupt — every process of the launch is terminated (SIGTERM,
+  then SIGKILL), and the launcher dies with the kernel (Linux) if the kernel itself dies.
+
+Inside a launched script, ``backend()`` is "nccl" when torch sees a GPU and "gloo" otherwise, and
+``device()`` is the GPU for this process's local rank (``cuda:LOCAL_RANK % gpus``) or the CPU.
+POSIX only (Linux, macOS): torchrun's process groups and signals do not exist on Windows.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+HOST = "127.0.0.1"
+MARKER = "COURSE_DIST_LAUNCH"  # every process of a launch inherits it, so leftovers can be found
+TAIL = 15  # lines of the failing worker shown in the error
+
+
+def _quiet():  # "with _quiet():" skips a process that is already gone (or not ours)
+    return contextlib.suppress(psutil.Error, OSError, KeyError, subprocess.TimeoutExpired)
+
+
+class DistError(RuntimeError):
+    """A launch failed. ``rank`` is the failing worker (None if the launcher itself failed) and
+    ``lines`` every worker's output so far, as in ``LaunchResult.lines``."""
+
+    def __init__(self, message: str, rank: int | None = None, lines: dict | None = None):
+        super().__init__(message)
+        self.rank, self.lines = rank, lines or {}
+
+    def _render_traceback_(self) -> list[str]:  # IPython shows just the message, no launcher traceback
+        return [f"\x1b[0;31mDistError\x1b[0m: {self}"]
+
+
+@dataclass
+class LaunchResult:
+    """``lines[rank]``: that worker's output lines (stdout and stderr, without the prefix)."""
+    returncode: int
+    seconds: float
+    lines: dict[int, list[str]]
+    launcher_lines: list[str] = field(default_factory=list, repr=False)
+
+
+# --- helpers for the launched scripts -----------------------------------------------------------
+
+def backend() -> str:
+    """"nccl" if torch sees a CUDA GPU, else "gloo" (the CPU backend)."""
+    import torch
+    return "nccl" if torch.cuda.is_available() else "gloo"
+
+
+def device(local_rank: int | None = None):
+    """This process's device: ``cuda:local_rank % gpus`` with GPUs, else ``cpu``.
+
+    ``local_rank`` defaults to the ``LOCAL_RANK`` variable torchrun sets (0 outside torchrun).
+    """
+    import torch
+    if local_rank is None:
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    n = torch.cuda.device_count()
+    return torch.device(f"cuda:{local_rank % n}") if n else torch.device("cpu")
+
+
+# --- ports, threads, environment ----------------------------------------------------------------
+
+def free_ports(n: int = 1, host: str = HOST) -> list[int]:
+    """``n`` different ports that are free on ``host`` right now (the OS picks them)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def free_port(host: str = HOST) -> int:
+    """One free port on ``host``."""
+    return free_ports(1, host)[0]
+
+
+def port_in_use(port: int, host: str = HOST) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def cores() -> int:
+    """CPU cores this process may use (respects taskset / container limits where the OS tells)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
+def threads_per_worker(nworkers: int) -> int:
+    """max(1, cores // nworkers): workers × threads never exceeds the cores."""
+    return max(1, cores() // max(1, nworkers))
+
+
+def _worker_env(nworkers: int, threads: int | None, extra: dict | None) -> dict[str, str]:
+    t = str(threads or threads_per_worker(nworkers))
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)  # so scripts can import course_utils
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [env.get("PYTHONPATH")] if p])
+    env.update(PYTHONUNBUFFERED="1", OMP_NUM_THREADS=t, MKL_NUM_THREADS=t,
+               TF_NUM_INTRAOP_THREADS=t, TF_NUM_INTEROP_THREADS=str(max(2, int(t))),
+               TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0")
+    env.pop("MPLBACKEND", None)  # the notebook's inline backend does not exist in a plain script
+    if "lo" in psutil.net_if_addrs():  # keep gloo/NCCL traffic on the loopback interface
+        env.setdefault("GLOO_SOCKET_IFNAME", "lo")
+        env.setdefault("NCCL_SOCKET_IFNAME", "lo")
+    env.update({k: str(v) for k, v in (extra or {}).items()})
+    env[MARKER] = uuid.uuid4().hex
+    return env
+
+
+_LIBC = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
+
+
+def _die_with_parent() -> None:  # runs in the child before exec: SIGTERM it when the kernel dies
+    _LIBC.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+# --- processes -----------------------------------------------------------------------------------
+
+def _start(cmd: list[str], env: dict, cwd: str | None) -> subprocess.Popen:
+    return subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
+                            start_new_session=True,
+                            preexec_fn=_die_with_parent if _LIBC else None)
+
+
+def _pump(proc: subprocess.Popen, key, out: queue.Queue) -> None:
+    for line in proc.stdout:
+        out.put((key, line.rstrip("\n")))
+    out.put((key, None))
+
+
+def marked_processes(launch_id: str) -> list[psutil.Process]:
+    """Live processes whose environment carries this launch's marker (empty once cleaned up)."""
+    found = []
+    for p in psutil.process_iter():
+        with _quiet():
+            if p.environ().get(MARKER) == launch_id and p.status() != psutil.STATUS_ZOMBIE:
+                found.append(p)
+    return found
+
+
+def _kill_all(procs: list[subprocess.Popen], launch_id: str, grace: float = 3.0) -> None:
+    """SIGTERM every process of the launch (groups, descendants, marked strays), then SIGKILL."""
+    family = {p.pid: p for p in marked_processes(launch_id)}
+    for proc in procs:
+        with _quiet():
+            root = psutil.Process(proc.pid)
+            family.update({p.pid: p for p in [root, *root.children(recursive=True)]})
+        with _quiet():
+            os.killpg(proc.pid, signal.SIGTERM)  # torchrun forwards it to its workers
+    for p in family.values():
+        with _quiet():
+            p.terminate()
+    _, alive = psutil.wait_procs(list(family.values()), timeout=grace)
+    for p in alive + marked_processes(launch_id):
+        with _quiet():
+            p.kill()
+    psutil.wait_procs(alive, timeout=grace)
+    for proc in procs:
+        with _quiet():
+            proc.wait(timeout=grace)
+        proc.stdout.close()
+
+
+def _tail(lines: list[str]) -> str:
+    return "\n".join("    " + s for s in lines[-TAIL:]) or "    (no output)"
+
+
+# --- torchrun -------------------------------------------------------------------------------------
+
+_PREFIX = re.compile(r"^\[rank (\d+)\] ?(.*)$")
+
+
+def _script(script: str | os.PathLike, cwd: str | None) -> str:
+    path = Path(cwd or ".") / script
+    if not path.is_file():
+        raise DistError(f"script not found: {path.resolve()}")
+    return str(path.resolve())
+
+
+def torchrun(script: str | os.PathLike, nprocs: int = 2, args: list | tuple = (), timeout: float = 120,
+             port: int | None = None, threads: int | None = None, env: dict | None = None,
+             cwd: str | None = None, stream: bool = True) -> LaunchResult:
+    """Run ``python -m torch.distributed.run --nproc-per-node=nprocs script *args`` on 127.0.0.1.
+
+    ``port`` (default: a free one) is the rendezvous port; ``threads`` per worker defaults to
+    ``threads_per_worker(nprocs)``; ``env`` adds variables for the workers. Raises ``DistError``
+    on a worker failure, on a timeout (naming the ranks still running) or if ``port`` is taken.
+    """
+    path = _script(script, cwd)
+    if port is not None and port_in_use(port):
+        raise DistError(f"port {HOST}:{port} is already in use (another launch or program); "
+                        "leave port=None to get a free one")
+    for attempt in range(2):  # a free port can be taken between our check and the launcher's bind
+        chosen = port or free_port()
+        with tempfile.TemporaryDirectory(prefix="course_dist_") as logs:
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc-per-node={nprocs}",
+                   "--rdzv-backend=static", f"--master-addr={HOST}", f"--master-port={chosen}",
+                   f"--log-dir={logs}", "--tee=3", "--log-line-prefix-template=[rank ${rank}] ",
+                   path, *map(str, args)]
+            try:
+                return _run({0: cmd}, {0: _worker_env(nprocs, threads, env)}, cwd, timeout, stream,
+                            "rank", nprocs)
+            except DistError as err:
+                if port or attempt or "address already in use" not in str(err).lower():
+                    raise
+
+
+def _run(cmds: dict[int, list[str]], envs: dict[int, dict], cwd: str | None, timeout: float,
+         stream: bool, label: str, nworkers: int) -> LaunchResult:
+    """Start the commands, stream their lines, enforce the timeout, always clean up."""
+    launch_id, start = envs[0][MARKER], time.perf_counter()
+    lines: dict[int, list[str]] = {r: [] for r in range(nworkers)}
+    launcher: list[str] = []
+    torch_mode = label == "rank"  # one torchrun process whose output carries "[rank N] " prefixes
+    out: queue.Queue = queue.Queue()
+    procs: dict[int, subprocess.Popen] = {}
+    try:
+        for key, cmd in cmds.items():
+            procs[key] = _start(cmd, envs[key], cwd)
+            threading.Thread(target=_pump, args=(procs[key], key, out), daemon=True).start()
+        open_streams, deadline = len(procs), start + timeout
+        while open_streams:
+            try:
+                key, line = out.get(timeout=max(0.0, min(0.2, deadline - time.perf_counter())))
+            except queue.Empty:
+                key, line = None, ""
+            if line is None:
+                open_streams -= 1
+                if not torch_mode and procs[key].wait() != 0:
+                    raise _failure(label, key, procs[key].returncode, lines, launcher)
+            elif key is not None:
+                m = _PREFIX.match(line) if torch_mode else None
+                rank, text = (int(m.group(1)), m.group(2)) if m else (None if torch_mode else key, line)
+                if rank is None:
+                    launcher.append(line)
+                else:
+                    lines.setdefault(rank, []).append(text)
+                    if stream:
+                        print(f"[{label} {rank}] {text}", flush=True)
+            if open_streams and time.perf_counter() > deadline:
+                raise _timeout(label, timeout, procs, lines, launch_id)
+        code = max((p.wait() for p in procs.values()), key=abs)
+        if code != 0:
+            raise _failure(label, None, code, lines, launcher)
+        return LaunchResult(code, time.perf_counter() - start, lines, launcher)
+    except KeyboardInterrupt:
+        print(f"[dist] interrupted: stopping every {label}", flush=True)
+        raise
+    finally:
+        _kill_all(list(procs.values()), launch_id)
+
+
+def _failure(label: str, key: int | None, code: int, lines: dict, launcher: list[str]) -> DistError:
+    text = "\n".join(launcher)
+    if key is None:  # torchrun: its summary names the first failed rank
+        m = re.search(r"Root Cause.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", text, re.S)
+        if m:
+            key, code = int(m.group(1)), int(m.group(2))
+        else:
+            key = next((r for r, ls in lines.items() if any("Traceback" in s for s in ls)), None)
+    if key is None:
+        useful = [s for s in launcher if "Error" in s or "error" in s] or launcher
+        return DistError(f"the launcher failed (exit code {code}) before any worker reported an error:\n"
+                         f"{_tail(useful)}", None, lines)
+    why = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+    return DistError(f"{label} {key} failed ({why}); its last lines:\n{_tail(lines.get(key, []))}", key, lines)
+
+
+def _timeout(label: str, timeout: float, procs: dict, lines: dict, launch_id: str) -> DistError:
+    if label == "rank":  # find the worker processes torchrun started, by the RANK they were given
+        running = set()
+        for p in marked_processes(launch_id):
+            with _quiet():
+                running.add(int(p.environ()["RANK"]))  # KeyError (the launcher itself) is skipped
+        running = sorted(running)
+    else:
+        running = [k for k, p in procs.items() if p.poll() is None]
+    rank = running[0] if running else None
+    who = ", ".join(f"{label} {r}" for r in running) or "the launcher"
+    shown = f"\n{label} {rank}'s last lines:\n{_tail(lines.get(rank, []))}" if rank is not None else ""
+    return DistError(f"timed out after {timeout:g} s; still running: {who} (hung in a collective, "
+                     f"waiting for a peer, or just slow? raise timeout=...){shown}", rank, lines)
+
+
+# --- TensorFlow workers ----------------------------------------------------------------------------
+
+def tf_config(ports: list[int], index: int) -> str:
+    """The TF_CONFIG of worker ``index`` in a cluster of workers on 127.0.0.1 at ``ports``."""
+    return json.dumps({"cluster": {"worker": [f"{HOST}:{p}" for p in ports]},
+                       "task": {"type": "worker", "index": index}})
+
+
+def tf_workers(script: str | os.PathLike, nworkers: int = 2, args: list | tuple = (), timeout: float = 120,
+               threads: int | None = None, env: dict | None = None, cwd: str | None = None,
+               stream: bool = True) -> LaunchResult:
+    """Run ``nworkers`` copies of ``python script *args``, each with its own ``TF_CONFIG``.
+
+    Worker i gets ``{"cluster": {"worker": [...]}, "task": {"type": "worker", "index": i}}`` with
+    free ports on 127.0.0.1 (what MultiWorkerMirroredStrategy reads). Same streaming, timeout,
+    threads and clean-up as ``torchrun``; the first worker to fail stops the others at once.
+    """
+    path = _script(script, cwd)
+    base = _worker_env(nworkers, threads, env)
+    ports = free_ports(nworkers)
+    cmds = {i: [sys.executable, "-u", path, *map(str, args)] for i in range(nworkers)}
+    envs = {i: {**base, "TF_CONFIG": tf_config(ports, i)} for i in range(nworkers)}
+    return _run(cmds, envs, cwd, timeout, stream, "worker", nworkers)
