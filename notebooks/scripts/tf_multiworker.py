@@ -1,0 +1,97 @@
+"""Synchronous data parallelism across processes: MultiWorkerMirroredStrategy with a Keras 3 model.
+
+Launched by notebook 13 through ``course_utils.dist.tf_workers``, which gives every process its
+TF_CONFIG (the cluster of workers on 127.0.0.1 and this worker's index):
+
+    python tf_multiworker.py --init init.npz --out DIR [--steps 10] [--batch 64] [--lr 0.1] [--try-fit]
+
+Every worker loads the same initial weights, then trains ``--steps`` SGD steps with a *custom loop*:
+for each global batch of ``--batch`` digits, worker i takes its slice of the batch, computes the
+gradient of its share of the mean loss, and the strategy sums the gradients over all workers
+(an all-reduce) before the update. Each worker saves its final weights to DIR/worker{i}.npz.
+
+With ``--try-fit`` it then tries Keras 3's ``model.fit`` under the same strategy, which fails with
+Keras 3 + TF 2.x (keras-team/keras#20585, tensorflow/tensorflow#72388), and prints the error's first
+line. Output: lines starting with ``RESULT `` are JSON for the notebook.
+"""
+import argparse
+import json
+import os
+import re
+
+import course_utils  # noqa: F401  (first: quiet TensorFlow logs, safe import order)
+import numpy as np
+import tensorflow as tf
+
+tf.get_logger().setLevel("ERROR")
+strategy = tf.distribute.MultiWorkerMirroredStrategy()  # reads TF_CONFIG; before any other TF op
+
+import keras  # noqa: E402
+
+from course_utils.data import digits  # noqa: E402
+
+
+def make_model():
+    """The notebook's model: 64 pixels -> 32 ReLU -> 10 logits."""
+    return keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10)])
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--init", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--try-fit", action="store_true")
+    args = p.parse_args()
+    task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+    n = strategy.num_replicas_in_sync                      # one replica per worker here (CPU)
+    data = digits(8)
+    x = data.x_train.reshape(-1, 64)[: args.steps * args.batch]
+    y = data.y_train[: args.steps * args.batch]
+
+    with strategy.scope():
+        model = make_model()
+        model.set_weights(list(np.load(args.init).values()))
+        optimizer = keras.optimizers.SGD(args.lr)
+        optimizer.build(model.trainable_variables)          # build inside the scope (Keras 3)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
+
+    @tf.function
+    def train_step(xb, yb):
+        def replica_step(xb, yb):
+            with tf.GradientTape() as tape:
+                per_example = loss_fn(yb, model(xb, training=True))
+                loss = tf.nn.compute_average_loss(per_example, global_batch_size=args.batch)
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))  # all-reduce (sum) inside
+            return loss
+        per_replica = strategy.run(replica_step, args=(xb, yb))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    share = args.batch // n
+    losses = []
+    for step in range(args.steps):
+        lo = step * args.batch + task * share                # this worker's slice of the global batch
+        losses.append(float(train_step(tf.constant(x[lo: lo + share]), tf.constant(y[lo: lo + share]))))
+    np.savez(os.path.join(args.out, f"worker{task}.npz"), *model.get_weights())
+    print(f"worker {task}/{n}: {args.steps} steps, loss {losses[0]:.3f} -> {losses[-1]:.3f}", flush=True)
+    print("RESULT " + json.dumps({"task": task, "losses": losses}), flush=True)
+
+    if args.try_fit:
+        try:
+            with strategy.scope():
+                fitted = make_model()
+                fitted.compile(optimizer=keras.optimizers.SGD(args.lr),
+                               loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            fitted.fit(x, y, batch_size=args.batch, epochs=1, verbose=0)
+            fit = {"fit": "ok"}
+        except Exception as err:  # the upstream bug: report its first line, exit cleanly
+            message = re.sub(r"\{.*\}", "{...}", str(err), flags=re.S).strip().splitlines()[0]
+            fit = {"fit": "failed", "error": f"{type(err).__name__}: {message[:200]}"}
+        print("RESULT " + json.dumps(fit), flush=True)
+
+
+if __name__ == "__main__":
+    main()

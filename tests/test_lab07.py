@@ -1,0 +1,251 @@
+"""Lab 07 checks: the reference passes, the starter is "not done yet", plausible wrong answers fail.
+
+The torch.distributed exercise (q5) is tested with the script cells of the lab's own notebooks
+(the solution's and the starter's ``%%writefile my_ring.py``) and with broken variants of it.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from course_utils.labs import lab07
+from course_utils.labs.lab07 import Ring
+
+LAB = Path(__file__).resolve().parent.parent / "labs" / "lab07_ring_allreduce"
+
+
+def out_of(capsys):
+    return capsys.readouterr().out
+
+
+def stub(*_):
+    raise NotImplementedError
+
+
+# --- reference answers (what the solution notebook writes) -------------------------------------------
+
+def chunk_bounds(size, n):
+    return lab07.reference_chunk_bounds(size, n)
+
+
+def make_reduce_scatter(index=lambda r, s, n: (r - s) % n, add=True):
+    def reduce_scatter(buffers, net):
+        n = len(buffers)
+        bounds = chunk_bounds(len(buffers[0]), n)
+        for s in range(n - 1):
+            for r in range(n):
+                lo, hi = bounds[index(r, s, n)]
+                got = net.send(r, (r + 1) % n, buffers[r][lo:hi])
+                if add:
+                    buffers[(r + 1) % n][lo:hi] += got
+                else:
+                    buffers[(r + 1) % n][lo:hi] = got
+    return reduce_scatter
+
+
+def make_all_gather(index=lambda r, s, n: (r + 1 - s) % n, add=False):
+    def all_gather(buffers, net):
+        n = len(buffers)
+        bounds = chunk_bounds(len(buffers[0]), n)
+        for s in range(n - 1):
+            for r in range(n):
+                lo, hi = bounds[index(r, s, n)]
+                got = net.send(r, (r + 1) % n, buffers[r][lo:hi])
+                if add:
+                    buffers[(r + 1) % n][lo:hi] += got
+                else:
+                    buffers[(r + 1) % n][lo:hi] = got
+    return all_gather
+
+
+reduce_scatter, all_gather = make_reduce_scatter(), make_all_gather()
+
+
+def ring_allreduce(buffers, net):
+    reduce_scatter(buffers, net)
+    all_gather(buffers, net)
+
+
+# --- q1 -----------------------------------------------------------------------------------------------
+
+def numpy_chunk_bounds(size, n):
+    sizes = [len(c) for c in np.array_split(np.arange(size), n)]
+    ends = np.cumsum(sizes)
+    return list(zip(ends - sizes, ends))
+
+
+def test_q1_reference_and_numpy_pass(capsys):
+    assert lab07.q1(chunk_bounds) and lab07.q1(numpy_chunk_bounds)
+    out_of(capsys)
+
+
+@pytest.mark.parametrize("wrong, message", [
+    # ceil-sized chunks (torch.chunk's way): wrong sizes, or overlapping/empty ends for small sizes
+    (lambda size, n: [(c * (-(-size // n)), min(size, (c + 1) * (-(-size // n)))) for c in range(n)], ("expected", "cover")),
+    (lambda size, n: [(c * (size // n), (c + 1) * (size // n)) for c in range(n)], "cover"),  # drops the rest
+    (lambda size, n: [(c * size // n, (c + 1) * size // n) for c in range(n - 1)], "chunks, expected"),
+    (lambda size, n: None, "list of (start, stop) pairs"),
+    (42, "function"),
+])
+def test_q1_wrong(capsys, wrong, message):
+    for _ in range(5):  # hidden inputs differ each call
+        assert not lab07.q1(wrong)
+        out = out_of(capsys)
+        messages = message if isinstance(message, tuple) else (message,)
+        assert any(m in out for m in messages) and out.startswith("✘") and "Traceback" not in out, out
+
+
+# --- q2 / q3 -----------------------------------------------------------------------------------------
+
+def test_q2_q3_reference_pass(capsys):
+    for _ in range(5):
+        assert lab07.q2(reduce_scatter) and lab07.q3(all_gather) and lab07.q4(ring_allreduce)
+    assert "✔ q2" in out_of(capsys)
+
+
+def summed_without_sending(buffers, net):
+    total = np.sum(buffers, axis=0)
+    for b in buffers:
+        b[:] = total
+
+
+def sends_whole_buffer(buffers, net):
+    n = len(buffers)
+    for s in range(n - 1):
+        for r in range(n):
+            net.send(r, (r + 1) % n, buffers[r])
+    summed_without_sending(buffers, net)
+
+
+def wrong_neighbour(buffers, net):
+    net.send(0, 2 % len(buffers) if len(buffers) > 2 else 0, buffers[0][:1])
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (make_reduce_scatter(index=lambda r, s, n: (r - s + 1) % n), "chunk index"),   # off by one
+    (make_reduce_scatter(add=False), "not the full sum"),                            # copies instead of adding
+    (summed_without_sending, "sent nothing"),
+    (sends_whole_buffer, "elements, expected"),
+    (wrong_neighbour, "right neighbour"),
+    (lambda buffers, net: None, "did not change"),
+    (stub, "not done yet"),
+])
+def test_q2_wrong(capsys, wrong, message):
+    for _ in range(5):  # hidden inputs differ each call
+        assert not lab07.q2(wrong)
+        out = out_of(capsys)
+        assert message in out and "Traceback" not in out, out
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (make_all_gather(add=True), "overwrite"),
+    (make_all_gather(index=lambda r, s, n: (r - s) % n), ("is wrong in chunk", "overwrite")),    # off by one
+    (summed_without_sending, ("is wrong in chunk", "overwrite")),   # the junk chunks get summed in
+    (stub, "not done yet"),
+])
+def test_q3_wrong(capsys, wrong, message):
+    for _ in range(5):  # hidden inputs differ each call
+        assert not lab07.q3(wrong)
+        out = out_of(capsys)
+        messages = message if isinstance(message, tuple) else (message,)
+        assert any(m in out for m in messages) and "Traceback" not in out, out
+
+
+# --- q4 -----------------------------------------------------------------------------------------------
+
+def test_q4_reference_passes_and_bytes_are_counted(capsys):
+    assert lab07.q4(ring_allreduce)
+    net = Ring(4)
+    buffers = [np.ones(1000) * r for r in range(4)]
+    ring_allreduce(buffers, net)
+    assert net.sent.tolist() == [2 * 3 * 1000 * 8 // 4] * 4
+    out_of(capsys)
+
+
+def nan_result(buffers, net):
+    ring_allreduce(buffers, net)
+    buffers[0][0] = np.nan
+
+
+def to_float64(buffers, net):
+    ring_allreduce(buffers, net)
+    buffers[0] = buffers[0].astype(np.float64)  # float32 buffers silently become float64
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (reduce_scatter, "did you run the all-gather"),                                        # skips the all-gather
+    (lambda b, n: (make_reduce_scatter(index=lambda r, s, k: (r - s + 1) % k)(b, n), all_gather(b, n)), "off by"),
+    (summed_without_sending, "sent nothing"),
+    (nan_result, "NaN"),
+    (lambda b, n: 1 / 0, "ZeroDivisionError"),
+    (to_float64, "dtype"),
+    (lambda b, n: b.__setitem__(0, b[0][:1]), "shape"),
+    (lambda b, n: b.__setitem__(0, "done"), "expected numbers"),
+    (stub, "not done yet"),
+])
+def test_q4_wrong(capsys, wrong, message):
+    for _ in range(5):  # hidden inputs differ each call
+        assert not lab07.q4(wrong)
+        out = out_of(capsys)
+        assert message in out and out.count("\n") == 2 and "Traceback" not in out, out
+
+
+def test_q4_rejects_a_hard_coded_answer(capsys):
+    def hard_coded(buffers, net):
+        for b in buffers:
+            b[:] = 0.0
+
+    assert not lab07.q4(hard_coded)
+    assert "✘" in out_of(capsys)
+
+
+# --- q5: torch.distributed, launched with torchrun --------------------------------------------------
+
+def script_cell(notebook: str) -> str:
+    nb = json.loads((LAB / notebook).read_text())
+    for cell in nb["cells"]:
+        src = "".join(cell["source"])
+        if src.startswith("%%writefile my_ring.py"):
+            return src.split("\n", 1)[1]
+    raise AssertionError(f"no %%writefile my_ring.py cell in {notebook}")
+
+
+def write(tmp_path, source, name="my_ring.py"):
+    path = tmp_path / name
+    path.write_text(source)
+    return str(path)
+
+
+def test_q5_solution_passes_starter_is_not_done(tmp_path, capsys):
+    assert lab07.q5(write(tmp_path, script_cell("solution.ipynb")), nprocs=2)
+    assert lab07.q5(write(tmp_path, script_cell("starter.ipynb"), "stub.py"), nprocs=3) is not None
+    out = out_of(capsys)
+    assert "✔ q5" in out and "✘ q5 ring on torch.distributed: not done yet" in out, out
+
+
+@pytest.mark.parametrize("change, message", [
+    # skips the all-gather: the ranks hold only their own summed chunk
+    (('for phase in ("reduce-scatter", "all-gather"):', 'for phase in ("reduce-scatter",):'), "differs from dist.all_reduce"),
+    # calls the library instead of sending chunks
+    (("    rank, world = dist.get_rank(), dist.get_world_size()\n",
+      "    dist.all_reduce(tensor)\n    return tensor\n    rank, world = dist.get_rank(), dist.get_world_size()\n"),
+     "called dist.all_reduce"),
+    # sends the whole tensor every step: right answer, too many bytes
+    (("request = dist.isend(chunks[send_c], right)",
+      "request = dist.isend(tensor.clone(), right); dist.recv(tensor.clone(), left); "
+      "request.wait(); request = dist.isend(chunks[send_c], right)"), "sent"),
+])
+def test_q5_wrong(tmp_path, capsys, change, message):
+    source = script_cell("solution.ipynb")
+    assert change[0] in source
+    assert not lab07.q5(write(tmp_path, source.replace(*change)), nprocs=2)
+    out = out_of(capsys)
+    assert message in out and out.count("\n") == 2 and "Traceback" not in out, out
+
+
+def test_q5_bad_path_and_type(capsys):
+    assert not lab07.q5("no_such_file.py")
+    assert not lab07.q5(3)
+    out = out_of(capsys)
+    assert "not found" in out and "path of your script" in out
