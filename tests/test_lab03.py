@@ -1,0 +1,172 @@
+"""Lab 03 (convolution): the reference solution passes, the starter does not, wrong answers are caught."""
+import json
+
+import numpy as np
+import pytest
+
+from course_utils.labs import lab03 as check
+from tests.helpers import ROOT
+
+LAB = ROOT / "labs" / "lab03_convolution"
+
+
+def definitions(notebook: str) -> dict:
+    """Run the notebook's code cells except the checks and guarded demos; return its namespace."""
+    nb = json.loads((LAB / notebook).read_text(encoding="utf-8"))
+    namespace: dict = {}
+    for cell in nb["cells"]:
+        src = "".join(cell["source"])
+        if cell["cell_type"] == "code" and "check.q" not in src and "_ok:" not in src:
+            exec(compile(src, notebook, "exec"), namespace)
+    return namespace
+
+
+@pytest.fixture(scope="module")
+def solution():
+    return definitions("solution.ipynb")
+
+
+@pytest.fixture(scope="module")
+def starter():
+    return definitions("starter.ipynb")
+
+
+def failed(capsys, result, *expected):
+    out = capsys.readouterr().out
+    assert not result, out
+    assert out.startswith("✘") and "hint:" in out and "Traceback" not in out, out
+    for text in expected:
+        assert text in out, out
+    return out
+
+
+def passed(capsys, result):
+    out = capsys.readouterr().out
+    assert result and out.startswith("✔") and out.count("\n") == 1, out
+
+
+@pytest.mark.parametrize("name, fn", [("q1", "conv2d_single"), ("q2", "conv_output_size"), ("q3", "conv2d"),
+                                      ("q4", "max_pool2d"), ("q5", "train_cnn")])
+def test_solution_passes_and_starter_is_not_done(solution, starter, capsys, name, fn):
+    passed(capsys, getattr(check, name)(solution[fn]))
+    failed(capsys, getattr(check, name)(starter[fn]), "not done yet")
+
+
+def test_solution_passes_repeatedly_on_fresh_inputs(solution):
+    for _ in range(5):
+        assert check.q1(solution["conv2d_single"]) and check.q2(solution["conv_output_size"])
+        assert check.q3(solution["conv2d"]) and check.q4(solution["max_pool2d"])
+
+
+def test_not_a_function_or_bad_outputs_give_one_line(capsys):
+    failed(capsys, check.q1(42), "expected")
+    failed(capsys, check.q1(lambda image, kernel: None), "None")
+    failed(capsys, check.q1(lambda image, kernel: "feature map"), "expected numbers")
+    failed(capsys, check.q1(lambda image, kernel: np.zeros((2, 2))), "shape")
+    failed(capsys, check.q1(lambda image, kernel: 1 / 0), "ZeroDivisionError")
+    failed(capsys, check.q3(lambda x, w, b, s, p: np.full((w.shape[0], 1, 1), np.nan)), "shape")
+    failed(capsys, check.q4(lambda x, size, stride=None: np.full(x[:, ::size, ::size].shape, np.nan)))
+
+
+# --- q1: conv2d_single ---------------------------------------------------------------------------
+
+def test_q1_rejects_flipped_kernel_uint8_output_and_full_size(solution, capsys):
+    good = solution["conv2d_single"]
+    failed(capsys, check.q1(lambda im, k: good(im, k[::-1, ::-1])), "flipped the kernel")
+    failed(capsys, check.q1(lambda im, k: good(im, k).astype(im.dtype)), "uint8")
+    failed(capsys, check.q1(lambda im, k: good(im, k).T), "swapped")
+
+    def off_by_one(image, kernel):  # the range stops one position early
+        return good(image, kernel)[:-1, :-1]
+    failed(capsys, check.q1(off_by_one), "should give")
+    failed(capsys, check.q1(lambda im, k: np.full_like(good(im, k), np.nan)), "NaN")
+
+
+def test_q1_rejects_hard_coded_answer(solution, capsys):
+    g = np.random.default_rng(0)
+    image, kernel = g.normal(size=(7, 7)), g.normal(size=(3, 3))
+    frozen = solution["conv2d_single"](image, kernel)
+    failed(capsys, check.q1(lambda im, k: frozen))
+
+
+# --- q2: conv_output_size ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("wrong, message", [
+    (lambda n, k, s, p: (n + 2 * p - k) // s, "off by one"),          # forgot the + 1
+    (lambda n, k, s, p: (n + p - k) // s + 1, "for n="),               # padding on one side only
+    (lambda n, k, s, p: (n + 2 * p - k) / s + 1, "integer division"),   # true division
+    (lambda n, k, s, p: n - k + 1, "wrong for"),                        # ignores stride and padding
+    (lambda n, k, s, p: "28", "expected an int"),
+])
+def test_q2_rejects_plausible_mistakes(capsys, wrong, message):
+    failed(capsys, check.q2(wrong), message)
+
+
+# --- q3: conv2d ----------------------------------------------------------------------------------
+
+def test_q3_rejects_plausible_mistakes(solution, capsys):
+    good = solution["conv2d"]
+    failed(capsys, check.q3(lambda x, w, b, s=1, p=0: good(x, w[..., ::-1, ::-1], b, s, p)), "flipped the kernel")
+    failed(capsys, check.q3(lambda x, w, b, s=1, p=0: good(x, w, 0 * b, s, p)), "bias is missing")
+    failed(capsys, check.q3(lambda x, w, b, s=1, p=0: good(x, w, b, 1, p)), "stride")
+    failed(capsys, check.q3(lambda x, w, b, s=1, p=0: good(x, w, b, s, 0)), "padding is missing")
+
+    def padding_off_by_one(x, w, b, s=1, p=0):  # p - 1 zeros on each side
+        return good(x, w, b, s, max(p - 1, 0))
+    failed(capsys, check.q3(padding_off_by_one), "padding")
+
+    def one_sided_padding(x, w, b, s=1, p=0):  # pads only before, not after
+        return good(np.pad(x, ((0, 0), (p, 0), (p, 0))), w, b, s, 0)
+    failed(capsys, check.q3(one_sided_padding), "padding")
+
+    def first_kernel_only(x, w, b, s=1, p=0):
+        return good(x, np.repeat(w[:1], len(w), axis=0), b, s, p)
+    failed(capsys, check.q3(first_kernel_only))
+
+
+# --- q4: max_pool2d ------------------------------------------------------------------------------
+
+def test_q4_rejects_plausible_mistakes(solution, capsys):
+    good = solution["max_pool2d"]
+    import torch
+
+    def average(x, size, stride=None):
+        return torch.nn.functional.avg_pool2d(torch.tensor(x)[None], size, stride or size)[0].numpy()
+    failed(capsys, check.q4(average), "average pooling")
+    failed(capsys, check.q4(lambda x, size, stride=None: good(x, size, size)), "shape")   # stride ignored
+    failed(capsys, check.q4(lambda x, size, stride=None: good(x, size, stride).min() + 0 * good(x, size, stride)))
+
+    def no_default(x, size, stride):  # stride has no default: max_pool2d(x, 2) fails
+        return good(x, size, stride)
+    failed(capsys, check.q4(no_default), "TypeError")
+
+
+# --- q5: the CNN ---------------------------------------------------------------------------------
+
+def test_q5_rejects_a_non_cnn_an_untrained_cnn_and_bad_returns(capsys):
+    import torch
+    from torch import nn
+
+    failed(capsys, check.q5(lambda x, y: None), "forget")
+    failed(capsys, check.q5(lambda x, y: "model"), "return the trained")
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    failed(capsys, check.q5(lambda x, y: mlp), "no convolution layer")
+    torch.manual_seed(0)
+    untrained = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 26 * 26, 10))
+    failed(capsys, check.q5(lambda x, y: untrained), "test accuracy")
+    wrong_out = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 26 * 26, 3))
+    failed(capsys, check.q5(lambda x, y: wrong_out), "(360, 10)")
+    wrong_in = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 26 * 26, 10))
+    failed(capsys, check.q5(lambda x, y: wrong_in), "failed on a")
+
+
+def test_q5_handles_keras_models(capsys):
+    import course_utils  # noqa: F401  (before TensorFlow: loads triton first)
+    import keras
+
+    def conv_net():
+        return keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(4, 3), keras.layers.Flatten(),
+                                 keras.layers.Dense(10)])
+    failed(capsys, check.q5(lambda x, y: conv_net()), "test accuracy")   # untrained: about 10 %
+    dense = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    failed(capsys, check.q5(lambda x, y: dense), "no convolution layer")
