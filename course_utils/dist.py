@@ -23,14 +23,10 @@ POSIX only (Linux, macOS): torchrun's process groups and signals do not exist on
 """
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
 import queue
 import re
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,13 +38,10 @@ from pathlib import Path
 
 import psutil
 
-HOST = "127.0.0.1"
-MARKER = "COURSE_DIST_LAUNCH"  # every process of a launch inherits it, so leftovers can be found
+from course_utils.processes import (HOST, MARKER, cores, free_port, free_ports, kill_all,  # noqa: F401
+                                    marked_processes, port_in_use, pump, quiet, spawn, threads_per_worker)
+
 TAIL = 15  # lines of the failing worker shown in the error
-
-
-def _quiet():  # "with _quiet():" skips a process that is already gone (or not ours)
-    return contextlib.suppress(psutil.Error, OSError, KeyError, subprocess.TimeoutExpired)
 
 
 class DistError(RuntimeError):
@@ -92,49 +85,6 @@ def device(local_rank: int | None = None):
     return torch.device(f"cuda:{local_rank % n}") if n else torch.device("cpu")
 
 
-# --- ports, threads, environment ----------------------------------------------------------------
-
-def free_ports(n: int = 1, host: str = HOST) -> list[int]:
-    """``n`` different ports that are free on ``host`` right now (the OS picks them)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((host, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def free_port(host: str = HOST) -> int:
-    """One free port on ``host``."""
-    return free_ports(1, host)[0]
-
-
-def port_in_use(port: int, host: str = HOST) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
-def cores() -> int:
-    """CPU cores this process may use (respects taskset / container limits where the OS tells)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS
-        return os.cpu_count() or 1
-
-
-def threads_per_worker(nworkers: int) -> int:
-    """max(1, cores // nworkers): workers × threads never exceeds the cores."""
-    return max(1, cores() // max(1, nworkers))
-
-
 def _worker_env(nworkers: int, threads: int | None, extra: dict | None) -> dict[str, str]:
     t = str(threads or threads_per_worker(nworkers))
     env = dict(os.environ)
@@ -150,61 +100,6 @@ def _worker_env(nworkers: int, threads: int | None, extra: dict | None) -> dict[
     env.update({k: str(v) for k, v in (extra or {}).items()})
     env[MARKER] = uuid.uuid4().hex
     return env
-
-
-_LIBC = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
-
-
-def _die_with_parent() -> None:  # runs in the child before exec: SIGTERM it when the kernel dies
-    _LIBC.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-
-
-# --- processes -----------------------------------------------------------------------------------
-
-def _start(cmd: list[str], env: dict, cwd: str | None) -> subprocess.Popen:
-    return subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
-                            start_new_session=True,
-                            preexec_fn=_die_with_parent if _LIBC else None)
-
-
-def _pump(proc: subprocess.Popen, key, out: queue.Queue) -> None:
-    for line in proc.stdout:
-        out.put((key, line.rstrip("\n")))
-    out.put((key, None))
-
-
-def marked_processes(launch_id: str) -> list[psutil.Process]:
-    """Live processes whose environment carries this launch's marker (empty once cleaned up)."""
-    found = []
-    for p in psutil.process_iter():
-        with _quiet():
-            if p.environ().get(MARKER) == launch_id and p.status() != psutil.STATUS_ZOMBIE:
-                found.append(p)
-    return found
-
-
-def _kill_all(procs: list[subprocess.Popen], launch_id: str, grace: float = 3.0) -> None:
-    """SIGTERM every process of the launch (groups, descendants, marked strays), then SIGKILL."""
-    family = {p.pid: p for p in marked_processes(launch_id)}
-    for proc in procs:
-        with _quiet():
-            root = psutil.Process(proc.pid)
-            family.update({p.pid: p for p in [root, *root.children(recursive=True)]})
-        with _quiet():
-            os.killpg(proc.pid, signal.SIGTERM)  # torchrun forwards it to its workers
-    for p in family.values():
-        with _quiet():
-            p.terminate()
-    _, alive = psutil.wait_procs(list(family.values()), timeout=grace)
-    for p in alive + marked_processes(launch_id):
-        with _quiet():
-            p.kill()
-    psutil.wait_procs(alive, timeout=grace)
-    for proc in procs:
-        with _quiet():
-            proc.wait(timeout=grace)
-        proc.stdout.close()
 
 
 def _tail(lines: list[str]) -> str:
@@ -262,8 +157,8 @@ def _run(cmds: dict[int, list[str]], envs: dict[int, dict], cwd: str | None, tim
     procs: dict[int, subprocess.Popen] = {}
     try:
         for key, cmd in cmds.items():
-            procs[key] = _start(cmd, envs[key], cwd)
-            threading.Thread(target=_pump, args=(procs[key], key, out), daemon=True).start()
+            procs[key] = spawn(cmd, envs[key], cwd)
+            threading.Thread(target=pump, args=(procs[key], key, out), daemon=True).start()
         open_streams, deadline = len(procs), start + timeout
         while open_streams:
             try:
@@ -293,7 +188,7 @@ def _run(cmds: dict[int, list[str]], envs: dict[int, dict], cwd: str | None, tim
         print(f"[dist] interrupted: stopping every {label}", flush=True)
         raise
     finally:
-        _kill_all(list(procs.values()), launch_id)
+        kill_all(list(procs.values()), launch_id)
 
 
 def _failure(label: str, key: int | None, code: int, lines: dict, launcher: list[str]) -> DistError:
@@ -316,7 +211,7 @@ def _timeout(label: str, timeout: float, procs: dict, lines: dict, launch_id: st
     if label == "rank":  # find the worker processes torchrun started, by the RANK they were given
         running = set()
         for p in marked_processes(launch_id):
-            with _quiet():
+            with quiet():
                 running.add(int(p.environ()["RANK"]))  # KeyError (the launcher itself) is skipped
         running = sorted(running)
     else:
