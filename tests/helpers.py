@@ -1,4 +1,5 @@
 """Small helpers shared by the tests."""
+import json
 import os
 import shutil
 import subprocess
@@ -26,3 +27,39 @@ def need(tool: str, why: str) -> str:
             pytest.fail(f"{message} (CI must install it)", pytrace=False)
         pytest.skip(message)
     return path
+
+
+# --- lab-checker tests ---
+
+def notebook_namespace(path: Path, skip: tuple[str, ...] = ("check.q",)) -> dict:
+    """Run a lab notebook's code cells (except those containing any text in `skip`); return the namespace."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    namespace: dict = {}
+    for cell in nb["cells"]:
+        src = "".join(cell["source"])
+        if cell["cell_type"] == "code" and not any(s in src for s in skip):
+            exec(compile(src, path.name, "exec"), namespace)
+    return namespace
+
+
+def failed(capsys, result, *expected) -> str:
+    """Assert a check failed with one clean ✘ line (hint, no traceback) containing every `expected` text."""
+    out = capsys.readouterr().out
+    assert not result, out
+    assert out.startswith("✘") and "hint:" in out and "Traceback" not in out, out
+    for text in expected:
+        assert text in out, out
+    return out
+
+
+def check_line(capsys, check_fn, *answers) -> tuple[bool, str]:
+    """Run a check; assert it printed at most one line (+ hint) and no traceback; return (passed, line)."""
+    result = check_fn(*answers)
+    line = capsys.readouterr().out
+    assert line.count("\n") <= 2 and "Traceback" not in line
+    return bool(result), line
+
+
+def stub(*args):
+    """A starter's unfinished exercise."""
+    raise NotImplementedError

@@ -1,43 +1,21 @@
 """Lab 02 (backprop MLP): the reference solution passes, the starter does not, wrong answers are caught."""
-import json
-
 import numpy as np
 import pytest
 
 from course_utils.labs import lab02 as check
-from tests.helpers import ROOT
+from tests.helpers import ROOT, failed, notebook_namespace
 
 LAB = ROOT / "labs" / "lab02_backprop_mlp"
 
 
-def definitions(notebook: str) -> dict:
-    """Run the notebook's code cells except the checks and the final plot; return its namespace."""
-    nb = json.loads((LAB / notebook).read_text(encoding="utf-8"))
-    namespace: dict = {}
-    for cell in nb["cells"]:
-        src = "".join(cell["source"])
-        if cell["cell_type"] == "code" and "check.q" not in src and "if trained" not in src:
-            exec(compile(src, notebook, "exec"), namespace)
-    return namespace
-
-
 @pytest.fixture(scope="module")
 def solution():
-    return definitions("solution.ipynb")
+    return notebook_namespace(LAB / "solution.ipynb", skip=("check.q", "if trained"))
 
 
 @pytest.fixture(scope="module")
 def starter():
-    return definitions("starter.ipynb")
-
-
-def failed(capsys, result, *expected):
-    out = capsys.readouterr().out
-    assert not result, out
-    assert out.startswith("✘") and "hint:" in out and "Traceback" not in out, out
-    for text in expected:
-        assert text in out, out
-    return out
+    return notebook_namespace(LAB / "starter.ipynb", skip=("check.q", "if trained"))
 
 
 @pytest.mark.parametrize("name, fn", [("q1", "forward"), ("q2", "softmax_cross_entropy"),

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from course_utils.labs import lab04 as check
+from tests.helpers import check_line, stub
 
 
 def lstm_step(x, h, c, W_ih, W_hh, b_ih, b_hh):
@@ -50,20 +51,9 @@ def no_transpose(x, h, c, W_ih, W_hh, b_ih, b_hh):
     return lstm_step(x, h, c, W_ih.T, W_hh.T, b_ih, b_hh)
 
 
-def stub(*args):
-    raise NotImplementedError
-
-
-def run(capsys, check_fn, *answers):
-    result = check_fn(*answers)
-    line = capsys.readouterr().out
-    assert line.count("\n") <= 2 and "Traceback" not in line
-    return bool(result), line
-
-
 def test_q1_reference_passes(capsys):
     for _ in range(5):  # different hidden sizes every time
-        ok, line = run(capsys, check.q1, lstm_step)
+        ok, line = check_line(capsys, check.q1, lstm_step)
         assert ok and line.startswith("✔ Q1")
 
 
@@ -72,7 +62,7 @@ def test_q1_reference_passes(capsys):
     (no_transpose, "raised RuntimeError"),
 ])
 def test_q1_plausible_wrong_answers_fail(capsys, wrong, words):
-    ok, line = run(capsys, check.q1, wrong)
+    ok, line = check_line(capsys, check.q1, wrong)
     assert not ok and line.startswith("✘ Q1") and words in line and "hint:" in line
 
 
@@ -80,7 +70,7 @@ def test_q1_wrong_c_only_is_caught(capsys):
     def wrong_c(*args):
         h, c = lstm_step(*args)
         return h, c * 2
-    ok, line = run(capsys, check.q1, wrong_c)
+    ok, line = check_line(capsys, check.q1, wrong_c)
     assert not ok and "c is off" in line
 
 
@@ -92,7 +82,7 @@ def test_q1_wrong_c_only_is_caught(capsys):
     (lambda *a: 1 / 0, "ZeroDivisionError"),
 ])
 def test_q1_bad_types_shapes_nan_give_one_line(capsys, answer, words):
-    ok, line = run(capsys, check.q1, answer)
+    ok, line = check_line(capsys, check.q1, answer)
     assert not ok and words in line
 
 
@@ -101,18 +91,18 @@ def test_q1_hard_coded_answer_fails(capsys):
     args = [torch.randn(2, 3), torch.randn(2, 4), torch.randn(2, 4), torch.randn(16, 3), torch.randn(16, 4),
             torch.randn(16), torch.randn(16)]
     fixed = lstm_step(*args)
-    ok, _ = run(capsys, check.q1, lambda *a: fixed)
+    ok, _ = check_line(capsys, check.q1, lambda *a: fixed)
     assert not ok
 
 
 def test_stubs_are_not_done_yet(capsys):
     for q in (check.q1, check.q2, check.q3):
-        ok, line = run(capsys, q, stub)
+        ok, line = check_line(capsys, q, stub)
         assert not ok and "not done yet" in line
 
 
 def test_q2_reference_passes(capsys):
-    ok, line = run(capsys, check.q2, lstm_forward)
+    ok, line = check_line(capsys, check.q2, lstm_forward)
     assert ok and line.startswith("✔ Q2")
 
 
@@ -122,7 +112,7 @@ def test_q2_wrong_answers_fail(capsys):
     no_state = lambda xs, h0, c0, *p: lstm_forward(xs, h0 * 0, c0 * 0, *p)  # noqa: E731  ignores (h0, c0)
     with_bad_step = lambda *a: lstm_forward(*a, step=swapped_if)  # noqa: E731
     for wrong in (batch_first, only_hs, no_state, with_bad_step):
-        ok, line = run(capsys, check.q2, wrong)
+        ok, line = check_line(capsys, check.q2, wrong)
         assert not ok and line.startswith("✘ Q2")
 
 
@@ -135,12 +125,12 @@ def test_make_task_is_random_and_balanced():
 
 
 def test_q3_oracle_passes_and_guessers_fail(capsys):
-    ok, line = run(capsys, check.q3, lambda xs: (xs.sum(dim=(0, 2)) > 0).long())
+    ok, line = check_line(capsys, check.q3, lambda xs: (xs.sum(dim=(0, 2)) > 0).long())
     assert ok and line.startswith("✔ Q3")
     last_step_only = lambda xs: (xs[-1, :, 0] > 0).long()  # noqa: E731
     constant = lambda xs: torch.ones(xs.shape[1], dtype=torch.long)  # noqa: E731
     for wrong in (last_step_only, constant):
-        ok, line = run(capsys, check.q3, wrong)
+        ok, line = check_line(capsys, check.q3, wrong)
         assert not ok and "accuracy" in line
 
 
@@ -149,7 +139,7 @@ def test_q3_oracle_passes_and_guessers_fail(capsys):
     (lambda xs: torch.full((xs.shape[1],), float("nan")), "NaN"), (lambda xs: None, "None"),
 ])
 def test_q3_bad_outputs_give_one_line(capsys, answer, words):
-    ok, line = run(capsys, check.q3, answer)
+    ok, line = check_line(capsys, check.q3, answer)
     assert not ok and words in line
 
 
@@ -171,6 +161,6 @@ def test_q3_trained_lstm_with_reference_cell_passes(capsys):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    ok, line = run(capsys, check.q3, lambda xs: (logits(xs) > 0).long())
+    ok, line = check_line(capsys, check.q3, lambda xs: (logits(xs) > 0).long())
     torch.set_num_threads(threads)
     assert ok, line

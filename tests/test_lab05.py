@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from course_utils.labs import lab05 as check
+from tests.helpers import check_line, stub
 
 bce = torch.nn.functional.binary_cross_entropy_with_logits
 
@@ -16,26 +17,15 @@ def generator_loss(fake):
     return bce(fake, torch.ones_like(fake))
 
 
-def stub(*args):
-    raise NotImplementedError
-
-
-def run(capsys, check_fn, *answers):
-    result = check_fn(*answers)
-    line = capsys.readouterr().out
-    assert line.count("\n") <= 2 and "Traceback" not in line
-    return bool(result), line
-
-
 def test_references_pass(capsys):
     for _ in range(3):
-        assert run(capsys, check.q1, discriminator_loss)[0]
-        assert run(capsys, check.q2, generator_loss)[0]
+        assert check_line(capsys, check.q1, discriminator_loss)[0]
+        assert check_line(capsys, check.q2, generator_loss)[0]
 
 
 def test_stubs_are_not_done_yet(capsys):
     for q in (check.q1, check.q2, check.q3):
-        ok, line = run(capsys, q, stub)
+        ok, line = check_line(capsys, q, stub)
         assert not ok and "not done yet" in line
 
 
@@ -49,7 +39,7 @@ def test_stubs_are_not_done_yet(capsys):
     (lambda r, f: bce(r, torch.ones_like(r), reduction="none"), "one number"),
 ])
 def test_q1_wrong_losses_fail(capsys, wrong, words):
-    ok, line = run(capsys, check.q1, wrong)
+    ok, line = check_line(capsys, check.q1, wrong)
     assert not ok and words in line and "hint:" in line
 
 
@@ -59,7 +49,7 @@ def test_q1_wrong_losses_fail(capsys, wrong, words):
     (lambda f: -bce(f, torch.zeros_like(f)), "saturating"),
 ])
 def test_q2_wrong_losses_fail(capsys, wrong, words):
-    ok, line = run(capsys, check.q2, wrong)
+    ok, line = check_line(capsys, check.q2, wrong)
     assert not ok and words in line
 
 
@@ -69,18 +59,18 @@ def test_q2_wrong_losses_fail(capsys, wrong, words):
 ])
 def test_losses_bad_values_give_one_line(capsys, answer, words):
     for q in (check.q1, check.q2):
-        ok, line = run(capsys, q, answer)
+        ok, line = check_line(capsys, q, answer)
         assert not ok and words in line
 
 
 def test_q3_target_itself_passes(capsys):
-    ok, line = run(capsys, check.q3, lambda n: check.sample_target(n))
+    ok, line = check_line(capsys, check.q3, lambda n: check.sample_target(n))
     assert ok and line.startswith("✔ Q3")
 
 
 def test_q3_slightly_blurred_target_passes(capsys):
     g = np.random.default_rng(0)
-    ok, line = run(capsys, check.q3, lambda n: check.sample_target(n) + 0.1 * g.normal(size=(n, 2)))
+    ok, line = check_line(capsys, check.q3, lambda n: check.sample_target(n) + 0.1 * g.normal(size=(n, 2)))
     assert ok, line
 
 
@@ -111,7 +101,7 @@ def gaussian_with_target_moments(n):  # same mean and covariance as the ring, no
     (gaussian_with_target_moments, "modes"), (lambda n: 2.5 * check.sample_target(n), "modes"),
 ])
 def test_q3_bad_generators_fail(capsys, generator, words):
-    ok, line = run(capsys, check.q3, generator)
+    ok, line = check_line(capsys, check.q3, generator)
     assert not ok and words in line, line
 
 
@@ -121,7 +111,7 @@ def test_q3_unbalanced_generator_fails_on_distance(capsys):
         rest = check.sample_target(3 * n, seed=6)
         rest = rest[np.linalg.norm(rest - check.CENTRES[0], axis=1) > 1.0][:n - k]
         return np.concatenate([collapsed_generator(k), rest])
-    ok, line = run(capsys, check.q3, unbalanced)
+    ok, line = check_line(capsys, check.q3, unbalanced)
     assert not ok and "energy distance" in line, line
 
 
@@ -129,7 +119,7 @@ def test_q3_noisy_generator_fails_between_modes(capsys):
     def noisy(n):  # 40 % of the samples spread uniformly over the square
         k = int(0.4 * n)
         return np.concatenate([check.sample_target(n - k), np.random.default_rng(7).uniform(-3, 3, (k, 2))])
-    ok, line = run(capsys, check.q3, noisy)
+    ok, line = check_line(capsys, check.q3, noisy)
     assert not ok and "between the modes" in line, line
 
 
@@ -138,7 +128,7 @@ def test_q3_noisy_generator_fails_between_modes(capsys):
     (lambda n: np.full((n, 2), np.nan), "NaN"), (lambda n: None, "None"), (lambda: 0, "TypeError"),
 ])
 def test_q3_bad_outputs_give_one_line(capsys, answer, words):
-    ok, line = run(capsys, check.q3, answer)
+    ok, line = check_line(capsys, check.q3, answer)
     assert not ok and words in line
 
 
