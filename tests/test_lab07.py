@@ -29,8 +29,9 @@ def chunk_bounds(size, n):
     return lab07.reference_chunk_bounds(size, n)
 
 
-def make_reduce_scatter(index=lambda r, s, n: (r - s) % n, add=True):
-    def reduce_scatter(buffers, net):
+def make_ring_phase(index, add):
+    """One ring phase: n - 1 steps, worker r sends chunk index(r, s, n) right; the receiver adds or copies."""
+    def phase(buffers, net):
         n = len(buffers)
         bounds = chunk_bounds(len(buffers[0]), n)
         for s in range(n - 1):
@@ -41,22 +42,15 @@ def make_reduce_scatter(index=lambda r, s, n: (r - s) % n, add=True):
                     buffers[(r + 1) % n][lo:hi] += got
                 else:
                     buffers[(r + 1) % n][lo:hi] = got
-    return reduce_scatter
+    return phase
+
+
+def make_reduce_scatter(index=lambda r, s, n: (r - s) % n, add=True):
+    return make_ring_phase(index, add)
 
 
 def make_all_gather(index=lambda r, s, n: (r + 1 - s) % n, add=False):
-    def all_gather(buffers, net):
-        n = len(buffers)
-        bounds = chunk_bounds(len(buffers[0]), n)
-        for s in range(n - 1):
-            for r in range(n):
-                lo, hi = bounds[index(r, s, n)]
-                got = net.send(r, (r + 1) % n, buffers[r][lo:hi])
-                if add:
-                    buffers[(r + 1) % n][lo:hi] += got
-                else:
-                    buffers[(r + 1) % n][lo:hi] = got
-    return all_gather
+    return make_ring_phase(index, add)
 
 
 reduce_scatter, all_gather = make_reduce_scatter(), make_all_gather()
