@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from course_utils.labs import Result, Wrong, as_array, call, expect_close, exercise
+from course_utils.labs import Result, Wrong, as_array, call, exercise, expect_close, expect_tuple
 
 
 @exercise("q1", hint="add the bias")
@@ -53,3 +53,14 @@ def test_result_repr_is_the_line():
 
 def test_wrong_is_an_exception():
     assert issubclass(Wrong, Exception)
+
+
+def test_expect_tuple_names_what_came_back():
+    assert expect_tuple((1, 2), "f(x)", 2) == (1, 2)
+    for value, kind in (((1, 2, 3), "a tuple of length 3"), (np.ones(2), "a ndarray")):
+        try:
+            expect_tuple(value, "f(x)", 2)
+        except Wrong as wrong:
+            assert str(wrong) == f"f(x) should return a tuple of 2 values, got {kind}"
+        else:
+            raise AssertionError("expect_tuple accepted a wrong value")

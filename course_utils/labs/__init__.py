@@ -87,6 +87,14 @@ def call(fn: Callable, *args: Any, what: str = "your function") -> Any:
         raise Wrong(f"{what} raised {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from err
 
 
+def expect_tuple(value: Any, what: str, n: int) -> tuple | list:
+    """Check that student code returned a tuple (or list) of ``n`` values; return it."""
+    if not isinstance(value, (tuple, list)) or len(value) != n:
+        kind = f"a {type(value).__name__}" + (f" of length {len(value)}" if isinstance(value, (tuple, list)) else "")
+        raise Wrong(f"{what} should return a tuple of {n} values, got {kind}")
+    return value
+
+
 def as_array(value: Any, what: str) -> np.ndarray:
     """Accept NumPy arrays, Python numbers/lists, torch tensors and TF tensors; reject the rest."""
     if hasattr(value, "detach"):  # torch

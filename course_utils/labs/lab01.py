@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from course_utils.labs import Wrong, as_array, call, exercise, expect_close, rng
+from course_utils.labs import Wrong, as_array, call, exercise, expect_close, expect_tuple, rng
 
 TARGET_LOSS = 0.1    # q5: the loss gradient descent must reach on the hidden dataset
 MAX_STEPS = 1000     # q5: ... within at most this many steps
@@ -61,13 +61,6 @@ def _dataset(g: np.random.Generator, n: int = 200):
     y = (g.random(n) < 0.5).astype(float)
     X = g.normal(size=(n, 2)) + np.outer(2 * y - 1, 2.5 * direction) + centre
     return X, y
-
-
-def _tuple(value, what: str, n: int):
-    if not isinstance(value, (tuple, list)) or len(value) != n:
-        kind = f"a {type(value).__name__}" + (f" of length {len(value)}" if isinstance(value, (tuple, list)) else "")
-        raise Wrong(f"{what} should return a tuple of {n} values, got {kind}")
-    return value
 
 
 def _scalar(value, what: str) -> float:
@@ -121,7 +114,7 @@ def q3(gradient):
     g, what = rng(), "gradient(X, y, w, b)"
     for _ in range(3):
         X, y, w, b = _problem(g)
-        dw, db = _tuple(call(gradient, X.copy(), y.copy(), w.copy(), b, what=what), what, 2)
+        dw, db = expect_tuple(call(gradient, X.copy(), y.copy(), w.copy(), b, what=what), what, 2)
         dw_ref, db_ref = reference_gradient(X, y, w, b)
         got = as_array(dw, "dw")
         if got.shape == dw_ref.shape and np.all(np.isfinite(got)):
@@ -141,7 +134,7 @@ def q4(gradient_descent):
     for _ in range(2):
         X, y = _dataset(g, n=int(g.integers(30, 60)))
         lr, steps = float(g.uniform(0.2, 1.0)), int(g.integers(5, 20))
-        w, b, losses = _tuple(call(gradient_descent, X.copy(), y.copy(), lr, steps, what=what), what, 3)
+        w, b, losses = expect_tuple(call(gradient_descent, X.copy(), y.copy(), lr, steps, what=what), what, 3)
         w_ref, b_ref, losses_ref = reference_gradient_descent(X, y, lr, steps)
         losses = as_array(losses, "losses")
         if losses.shape != (steps,):
@@ -168,7 +161,7 @@ def q5(gradient_descent, lr=None, steps=None):
     g = rng()
     for _ in range(3):
         X, y = _dataset(g)
-        w, b, _ = _tuple(call(gradient_descent, X.copy(), y.copy(), float(lr), int(steps), what=what), what, 3)
+        w, b, _ = expect_tuple(call(gradient_descent, X.copy(), y.copy(), float(lr), int(steps), what=what), what, 3)
         w = as_array(w, "final w")
         if w.shape != (2,):
             raise Wrong(f"final w has shape {w.shape}, expected (2,)")

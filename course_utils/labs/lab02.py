@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from course_utils.labs import Wrong, as_array, call, exercise, expect_close, rng
+from course_utils.labs import Wrong, as_array, call, exercise, expect_close, expect_tuple, rng
 
 TARGET_ACCURACY = 0.95  # q4: test accuracy the trained MLP must reach on the digits (8×8)
 
@@ -35,20 +35,13 @@ def reference_forward(x, w1, b1, w2, b2):
     return h, h @ w2 + b2
 
 
-def _pair(value, what: str, n: int):
-    if not isinstance(value, (tuple, list)) or len(value) != n:
-        kind = f"a {type(value).__name__}" + (f" of length {len(value)}" if isinstance(value, (tuple, list)) else "")
-        raise Wrong(f"{what} should return a tuple of {n} values, got {kind}")
-    return value
-
-
 @exercise("q1 forward", hint="h = relu(X @ W1 + b1) with np.maximum(·, 0); logits = h @ W2 + b2 (no softmax here)")
 def q1(forward):
     g = rng()
     for _ in range(3):
         x, _, w1, b1, w2, b2 = _problem(g)
         h_ref, logits_ref = reference_forward(x, w1, b1, w2, b2)
-        h, logits = _pair(call(forward, x.copy(), w1.copy(), b1.copy(), w2.copy(), b2.copy(),
+        h, logits = expect_tuple(call(forward, x.copy(), w1.copy(), b1.copy(), w2.copy(), b2.copy(),
                                 what="forward(X, W1, b1, W2, b2)"), "forward(X, W1, b1, W2, b2)", 2)
         got = as_array(h, "h")
         if got.shape == h_ref.shape and np.all(np.isfinite(got)) and np.allclose(got, x @ w1 + b1):
@@ -78,7 +71,7 @@ def q2(softmax_cross_entropy):
         n, c = int(g.integers(5, 12)), int(g.integers(3, 8))
         logits, y = g.normal(size=(n, c)) * scale, g.integers(0, c, size=n)
         loss_ref, d_ref = reference_softmax_cross_entropy(logits, y)
-        loss, d = _pair(call(softmax_cross_entropy, logits.copy(), y.copy(), what=what), what, 2)
+        loss, d = expect_tuple(call(softmax_cross_entropy, logits.copy(), y.copy(), what=what), what, 2)
         loss = as_array(loss, "loss")
         if loss.size != 1:
             raise Wrong(f"loss should be one number (the mean over the batch), got shape {loss.shape}")
@@ -91,7 +84,7 @@ def q2(softmax_cross_entropy):
         expect_close(d, d_ref, "dlogits")
     big = logits + 1000.0  # large logits: naive np.exp overflows to inf
     loss_ref, d_ref = reference_softmax_cross_entropy(big, y)
-    loss, d = _pair(call(softmax_cross_entropy, big, y.copy(), what=what), what, 2)
+    loss, d = expect_tuple(call(softmax_cross_entropy, big, y.copy(), what=what), what, 2)
     for value, ref, name in ((loss, loss_ref, "loss"), (d, d_ref, "dlogits")):
         arr = as_array(value, name)
         if arr.size == np.size(ref) and not np.all(np.isfinite(arr)):
@@ -120,7 +113,7 @@ def q3(loss_and_grads):
     for _ in range(3):
         x, y, w1, b1, w2, b2 = _problem(g)
         loss_ref, grads_ref = _torch_reference(x, y, w1, b1, w2, b2)
-        out = _pair(call(loss_and_grads, x.copy(), y.copy(), w1.copy(), b1.copy(), w2.copy(), b2.copy(),
+        out = expect_tuple(call(loss_and_grads, x.copy(), y.copy(), w1.copy(), b1.copy(), w2.copy(), b2.copy(),
                          what=what), what, 5)
         loss = as_array(out[0], "loss")
         if loss.size != 1:
@@ -151,7 +144,7 @@ def q4(train):
     order = g.permutation(len(x_train))  # a secret order and secretly renamed classes:
     rename = g.permutation(10)           # weights learnt (or stored) for the usual labels fail
     what = "train(X, y)"
-    params = _pair(call(train, x_train[order], rename[y_train[order]], what=what), what, 4)
+    params = expect_tuple(call(train, x_train[order], rename[y_train[order]], what=what), what, 4)
     d, c = x_train.shape[1], 10
     arrays = [as_array(p, name) for p, name in zip(params, ("W1", "b1", "W2", "b2"))]
     w1, b1, w2, b2 = arrays
