@@ -12,7 +12,7 @@ SOLUTIONS = sorted((ROOT / "labs").glob("lab*/solution.ipynb"))
 STARTERS = sorted((ROOT / "labs").glob("lab*/starter.ipynb"))
 BOTH = {"torch", "keras"}
 FRAMEWORKS = {"01": BOTH, "03": BOTH, "04": BOTH, "05": BOTH, "06": BOTH, "07": BOTH, "08": BOTH, "09": BOTH,
-              "12": {"torch"}, "13": {"keras"}, "14": BOTH, "15": BOTH, "16": {"torch"}}
+              "12": {"torch"}, "13": {"keras"}, "14": BOTH, "15": BOTH, "16": BOTH, "17": BOTH}
 IMPORTS = {"torch": r"^\s*(import|from) torch\b", "keras": r"^\s*(import|from) (keras|tensorflow)\b"}
 NOISE = re.compile(r"^[IWE]\d{4} \d\d:\d\d:\d\d|oneDNN custom operations|cpu_feature_guard|WARNING:tensorflow|"
                    r"INFO:tensorflow|Traceback \(most recent call last\)|\w+Warning: ", re.M)
