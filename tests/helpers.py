@@ -43,10 +43,13 @@ def notebook_namespace(path: Path, skip: tuple[str, ...] = ("check.q",)) -> dict
 
 
 def failed(capsys, result, *expected) -> str:
-    """Assert a check failed with one clean ✘ line (hint, no traceback) containing every `expected` text."""
+    """Assert a check failed with one clean ✘ line (no traceback) containing every `expected` text.
+
+    A wrong answer comes with a hint; "not done yet" shows only the instruction (no hint)."""
     out = capsys.readouterr().out
     assert not result, out
-    assert out.startswith("✘") and "hint:" in out and "Traceback" not in out, out
+    assert out.startswith("✘") and "Traceback" not in out, out
+    assert ("hint:" in out) != ("not done yet" in out), out
     for text in expected:
         assert text in out, out
     return out

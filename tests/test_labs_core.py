@@ -64,3 +64,95 @@ def test_expect_tuple_names_what_came_back():
             assert str(wrong) == f"f(x) should return a tuple of 2 values, got {kind}"
         else:
             raise AssertionError("expect_tuple accepted a wrong value")
+
+
+def test_not_done_yet_shows_no_hint(capsys):
+    def stub(x):
+        raise NotImplementedError
+
+    assert not check_double(stub)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "hint" not in out and "add the bias" not in out
+
+
+def test_a_pair_of_hints_starts_conceptual_then_turns_concrete(capsys):
+    @exercise("q2", hint=("think about the slope", "return 2 * x"))
+    def check(fn):
+        expect_close(call(fn, np.arange(3.0)), 2 * np.arange(3.0), "f(x)")
+        return "correct"
+
+    def stub(x):
+        raise NotImplementedError
+
+    assert not check(stub)  # not done yet: no hint, and it does not count as a wrong attempt
+    assert "hint" not in capsys.readouterr().out and check.wrong_attempts == 0
+    hints = []
+    for answer in (lambda x: x, lambda x: 3 * x, lambda x: None):
+        assert not check(answer)
+        hints.append(capsys.readouterr().out.split("hint: ")[1].strip())
+    assert hints == ["think about the slope", "return 2 * x", "return 2 * x"]
+    assert check(lambda x: 2 * x) and check.wrong_attempts == 3
+    check.wrong_attempts = 0  # starting over shows the conceptual hint again
+    assert not check(lambda x: x) and "think about the slope" in capsys.readouterr().out
+
+
+def test_a_str_hint_shows_after_every_wrong_attempt(capsys):
+    check_double.wrong_attempts = 0
+    for _ in range(2):
+        assert not check_double(lambda x: x)
+        assert "hint: add the bias" in capsys.readouterr().out
+
+
+def test_a_malformed_hint_is_rejected_at_definition():
+    for bad in (("only one",), ("a", "b", "c"), ("a", 1)):
+        try:
+            exercise("q", hint=bad)
+        except TypeError:
+            continue
+        raise AssertionError(f"exercise accepted hint={bad!r}")
+
+
+class _Weird:
+    """An object whose conversion to an array fails in unusual ways."""
+
+    def __array__(self, *args, **kwargs):
+        raise ValueError("cannot convert float NaN to integer")
+
+
+class _FakeTensor:
+    """Has torch's `detach` but it is broken."""
+
+    def detach(self):
+        raise RuntimeError("boom")
+
+
+def test_no_return_value_or_exception_makes_a_check_raise(capsys):
+    answers = [None, np.nan, np.inf, -np.inf, "2x", b"xx", object(), _Weird(), _FakeTensor(), [[1.0], [1.0, 2.0]],
+               1j * np.arange(4.0), np.arange(4.0).astype(np.float16) * 3, torch.ones(4, dtype=torch.bfloat16),
+               np.array([np.nan] * 4), np.full(4, np.inf), np.ones((4, 1)), {"a": 1}, (lambda: 0), ValueError("x"),
+               2 ** 100, np.array(["a"] * 4), np.datetime64("2020-01-01"), np.ones(0), True]
+    for value in answers:
+        result = check_double(lambda x, v=value: v)
+        line = capsys.readouterr().out
+        assert not result and line.startswith("✘ q1:") and "Traceback" not in line, (value, line)
+    for exc in (ValueError("cannot convert float NaN to integer"), OverflowError(), SystemExit(3), KeyError("k")):
+        def raiser(x, exc=exc):
+            raise exc
+        assert not check_double(raiser)
+        assert "raised " + type(exc).__name__ in capsys.readouterr().out
+
+
+def test_a_checker_bug_is_still_one_line(capsys):
+    @exercise("q9", hint="h")
+    def buggy(fn):
+        return int(float(call(fn)))  # int(nan) raises ValueError inside the checker itself
+
+    assert not buggy(lambda: float("nan"))
+    out = capsys.readouterr().out
+    assert out.startswith("✘ q9: your answer could not be checked (ValueError") and "Traceback" not in out
+
+
+def test_expect_close_accepts_bool_int_float16_and_tensors():
+    assert expect_close(np.array([True, False]), [1.0, 0.0], "b").dtype == bool
+    assert expect_close(np.float16(0.5), 0.5, "h").shape == ()
+    assert expect_close(torch.tensor([1.0, 2.0], dtype=torch.bfloat16), [1.0, 2.0], "t").shape == (2,)

@@ -44,24 +44,40 @@ class Result:
         pass
 
 
-def exercise(name: str, hint: str) -> Callable:
+def exercise(name: str, hint: str | tuple[str, str]) -> Callable:
     """Decorator for a check ``fn(*student_answers) -> success message``.
 
     The check raises ``Wrong`` for a wrong answer; any other exception raised by student code
-    (reached through ``call``) is reported as such. ``hint`` is shown after every ✘.
+    (reached through ``call``) is reported as such. ``hint`` is a str shown after every ✘, or a
+    pair ``(conceptual, concrete)``: the first ✘ shows the conceptual hint, later ones the
+    concrete one. "Not done yet" shows only the instruction, no hint. The decorated check
+    counts its wrong attempts in ``.wrong_attempts`` (set it to 0 to start over).
     """
+    hints = (hint, hint) if isinstance(hint, str) else tuple(hint)
+    if len(hints) != 2 or not all(isinstance(h, str) for h in hints):
+        raise TypeError("hint must be a str or a pair (conceptual, concrete) of str")
+
     def wrap(check: Callable[..., str]) -> Callable[..., Result]:
         @functools.wraps(check)
         def run(*answers: Any, **kwargs: Any) -> Result:
             try:
                 ok, text = True, check(*answers, **kwargs)
             except NotDone:
-                ok, text = False, "not done yet — replace the `raise NotImplementedError` with your code"
+                line = f"✘ {name}: not done yet — replace the `raise NotImplementedError` with your code"
+                print(line)
+                return Result(False, line)
             except Wrong as wrong:
                 ok, text = False, f"{wrong}"
-            line = f"✔ {name}: {text}" if ok else f"✘ {name}: {text}\n   hint: {hint}"
+            except Exception as err:  # a checker bug must still never show a traceback to a student
+                ok, text = False, f"your answer could not be checked ({_one_line(err)}); check what it returns"
+            if ok:
+                line = f"✔ {name}: {text}"
+            else:
+                line = f"✘ {name}: {text}\n   hint: {hints[min(run.wrong_attempts, 1)]}"
+                run.wrong_attempts += 1
             print(line)
             return Result(ok, line)
+        run.wrong_attempts = 0
         return run
     return wrap
 
@@ -83,8 +99,13 @@ def call(fn: Callable, *args: Any, what: str = "your function") -> Any:
         return fn(*args)
     except NotImplementedError as err:
         raise NotDone from err
-    except Exception as err:  # the student's bug, reported in one line
-        raise Wrong(f"{what} raised {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from err
+    except (Exception, SystemExit) as err:  # the student's bug, reported in one line
+        raise Wrong(f"{what} raised {_one_line(err)}") from err
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def expect_tuple(value: Any, what: str, n: int) -> tuple | list:
@@ -96,31 +117,38 @@ def expect_tuple(value: Any, what: str, n: int) -> tuple | list:
 
 
 def as_array(value: Any, what: str) -> np.ndarray:
-    """Accept NumPy arrays, Python numbers/lists, torch tensors and TF tensors; reject the rest."""
-    if hasattr(value, "detach"):  # torch
-        value = value.detach().cpu().numpy()
-    elif hasattr(value, "numpy") and callable(value.numpy):  # tensorflow
-        value = value.numpy()
+    """Accept NumPy arrays, Python numbers/lists, torch tensors and TF tensors of real numbers.
+
+    Anything else (None, strings, objects, ragged lists, complex numbers...) raises ``Wrong``.
+    """
     if value is None:
         raise Wrong(f"{what} returned None — did you forget `return`?")
     try:
+        if hasattr(value, "detach"):  # torch (bfloat16 has no NumPy dtype: widen it)
+            value = value.detach().cpu()
+            value = (value.float() if str(value.dtype) == "torch.bfloat16" else value).numpy()
+        elif hasattr(value, "numpy") and callable(value.numpy):  # tensorflow
+            value = value.numpy()
         array = np.asarray(value)
     except Exception:
-        raise Wrong(f"{what} returned a {type(value).__name__}, expected an array") from None
+        raise Wrong(f"{what} returned a {type(value).__name__}, expected an array of numbers") from None
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise Wrong(f"{what} returned a {type(value).__name__} of {array.dtype}, expected numbers")
+    if np.iscomplexobj(array):
+        raise Wrong(f"{what} returned complex numbers, expected real numbers")
     return array
 
 
 def expect_close(value: Any, reference: Any, what: str, rtol: float = 1e-5, atol: float = 1e-6) -> np.ndarray:
     """Check type, shape, finiteness and value against the reference; return the value as an array."""
     got = as_array(value, what)
-    ref = np.asarray(reference)
+    ref = np.asarray(reference, dtype=np.float64)
     if got.shape != ref.shape:
         raise Wrong(f"{what} has shape {got.shape}, expected {ref.shape}")
-    if not np.all(np.isfinite(got)):
+    as_float = got.astype(np.float64)
+    if not np.all(np.isfinite(as_float)):
         raise Wrong(f"{what} contains NaN or inf")
-    if not np.allclose(got, ref, rtol=rtol, atol=atol):
-        err = float(np.max(np.abs(got.astype(np.float64) - ref)))
+    if not np.allclose(as_float, ref, rtol=rtol, atol=atol):
+        err = float(np.max(np.abs(as_float - ref)))
         raise Wrong(f"{what} is off by up to {err:.3g} from the correct values")
     return got
