@@ -145,3 +145,45 @@ def test_bad_types_and_crashes_give_one_line(q, capsys):
     for answer, expected in [(42, "to be a function"), (lambda *a: None, "None"),
                              (lambda *a: 1 / 0, "raised ZeroDivisionError")]:
         rejected(q(answer), capsys, expected)
+
+
+class _Weird:
+    def __array__(self, *args, **kwargs):
+        raise ValueError("cannot convert float NaN to integer")
+
+
+ODD = [None, np.nan, np.inf, -np.inf, "text", b"x", object(), _Weird(), [1, "a"], [[1.0], [1.0, 2.0]], {"a": 1},
+       ValueError("x"), 1j, True, np.ones((2, 2, 2)), np.array(["a"]), np.full(7, np.nan), np.ones(0)]
+
+
+@pytest.mark.parametrize("q, arity", [(check.q1, 3), (check.q2, 2), (check.q3, 4), (check.q4, 4)])
+def test_any_return_value_or_exception_gives_one_line(q, arity, capsys):
+    """Never a traceback, and never a checker bug ('could not be checked'), whatever comes back."""
+    answers = [lambda *a, v=v: v for v in ODD]
+    answers += [lambda *a, v=v: (v, v) for v in ODD] + [lambda *a, v=v: (v, v, v) for v in ODD]
+    answers += [lambda *a, v=v: (np.zeros(3), v, [v]) for v in ODD]
+    for exc in (ValueError("cannot convert float NaN to integer"), OverflowError(), KeyError(1), SystemExit(2)):
+        def raiser(*a, exc=exc):
+            raise exc
+        answers.append(raiser)
+    for answer in answers:
+        ok, out = q(answer), capsys.readouterr().out
+        assert not ok and out.startswith("✘") and "Traceback" not in out, out
+        assert "could not be checked" not in out, out
+
+
+def test_q5_any_lr_and_steps_give_one_line(solution, capsys):
+    for lr, steps in [(np.nan, 100), (np.inf, 100), ("1", 100), (None, None), (1.0, np.nan), (1.0, 2.5),
+                      (1.0, "100"), (object(), 10), (1j, 10), (1.0, -3), (1.0, True)]:
+        ok, out = check.q5(solution["gradient_descent"], lr=lr, steps=steps), capsys.readouterr().out
+        assert not ok and out.startswith("✘") and "Traceback" not in out and "could not be checked" not in out, out
+
+
+def test_hints_start_conceptual_and_turn_concrete(capsys):
+    check.q3.wrong_attempts = 0
+    wrong = lambda X, y, w, b: (np.zeros(len(w)), 0.0)  # noqa: E731
+    assert not check.q3(wrong)
+    first = capsys.readouterr().out
+    assert "chain rule" in first and "X.T @ e" not in first
+    assert not check.q3(wrong)
+    assert "dw = X.T @ e / N" in capsys.readouterr().out

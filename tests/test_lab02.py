@@ -155,3 +155,38 @@ def test_nan_and_wrong_dtype_are_reported(capsys):
     failed(capsys, check.q1(nan_forward), "NaN")
     failed(capsys, check.q1(string_forward), "expected numbers")
     failed(capsys, check.q3(lambda *a: (np.nan, None, None, None, None)), "NaN")
+
+
+class _Weird:
+    def __array__(self, *args, **kwargs):
+        raise ValueError("cannot convert float NaN to integer")
+
+
+ODD = [None, np.nan, np.inf, "text", b"x", object(), _Weird(), [1, "a"], [[1.0], [1.0, 2.0]], {"a": 1},
+       ValueError("x"), 1j, True, np.ones((2, 2, 2)), np.array(["a"]), np.full(7, np.nan), np.ones(0)]
+
+
+@pytest.mark.parametrize("name, n", [("q1", 2), ("q2", 2), ("q3", 5), ("q4", 4)])
+def test_any_return_value_or_exception_gives_one_line(capsys, name, n):
+    """Never a traceback, and never a checker bug ('could not be checked'), whatever comes back."""
+    q = getattr(check, name)
+    answers = [lambda *a, v=v: v for v in ODD] + [lambda *a, v=v: (v,) * n for v in ODD]
+    answers += [lambda *a, v=v: (np.zeros(3),) * (n - 1) + (v,) for v in ODD]
+    for exc in (ValueError("cannot convert float NaN to integer"), OverflowError(), KeyError(1), SystemExit(2)):
+        def raiser(*a, exc=exc):
+            raise exc
+        answers.append(raiser)
+    for answer in answers:
+        ok, out = q(answer), capsys.readouterr().out
+        assert not ok and out.startswith("✘") and "Traceback" not in out, out
+        assert "could not be checked" not in out, out
+
+
+def test_hints_start_conceptual_and_turn_concrete(capsys):
+    check.q1.wrong_attempts = 0
+    wrong = lambda X, W1, b1, W2, b2: (X @ W1 + b1, (X @ W1 + b1) @ W2 + b2)  # noqa: E731  (no ReLU)
+    assert not check.q1(wrong)
+    first = capsys.readouterr().out
+    assert "zeroes the negatives" in first and "np.maximum" not in first
+    assert not check.q1(wrong)
+    assert "np.maximum" in capsys.readouterr().out

@@ -73,7 +73,10 @@ def _scalar(value, what: str) -> float:
     return got
 
 
-@exercise("q1 neuron forward", hint="p = sigmoid(X @ w + b) with sigmoid(z) = 1 / (1 + exp(-z)); X is (N, D), w is (D,)")
+@exercise("q1 neuron forward",
+          hint=("a neuron weighs its inputs, adds its bias, and squashes that sum into (0, 1) with the sigmoid; "
+                "do it for all N rows of X at once",
+                "p = sigmoid(X @ w + b) with sigmoid(z) = 1 / (1 + exp(-z)); X is (N, D), w is (D,)"))
 def q1(neuron_forward):
     g, what = rng(), "neuron_forward(X, w, b)"
     for _ in range(3):
@@ -91,7 +94,10 @@ def q1(neuron_forward):
     return "outputs are correct on random inputs"
 
 
-@exercise("q2 binary cross-entropy", hint="loss = mean(-y·log(p) - (1-y)·log(1-p)): a mean over examples, one number")
+@exercise("q2 binary cross-entropy",
+          hint=("per example: minus the log of the probability the neuron gave to the true class (p for class "
+                "1, 1 - p for class 0); the loss is one number, the average over the examples",
+                "loss = mean(-y·log(p) - (1-y)·log(1-p)): a mean over examples, one number"))
 def q2(bce_loss):
     g, what = rng(), "bce_loss(p, y)"
     for _ in range(3):
@@ -109,7 +115,10 @@ def q2(bce_loss):
 
 
 @exercise("q3 gradient by hand",
-          hint="with e = sigmoid(X @ w + b) - y: dw = X.T @ e / N (shape (D,)), db = mean(e) (a number)")
+          hint=("chain rule: for the sigmoid with cross-entropy, the loss's derivative with respect to z is just "
+                "prediction minus target, per example; then follow z = X @ w + b back to w and b, averaged over "
+                "the examples",
+                "with e = sigmoid(X @ w + b) - y: dw = X.T @ e / N (shape (D,)), db = mean(e) (a number)"))
 def q3(gradient):
     g, what = rng(), "gradient(X, y, w, b)"
     for _ in range(3):
@@ -128,7 +137,9 @@ def q3(gradient):
 
 
 @exercise("q4 gradient-descent loop",
-          hint="start at w = 0, b = 0; each step: record the loss, compute (dw, db), then w -= lr·dw and b -= lr·db")
+          hint=("each step: measure where you are (the loss), ask which way is uphill (the gradient), take a step "
+                "of size lr the other way; start from all zeros",
+                "start at w = 0, b = 0; each step: record the loss, compute (dw, db), then w -= lr·dw and b -= lr·db"))
 def q4(gradient_descent):
     g, what = rng(), "gradient_descent(X, y, lr, steps)"
     for _ in range(2):
@@ -150,8 +161,10 @@ def q4(gradient_descent):
 
 
 @exercise("q5 fit to a target loss",
-          hint=f"too small a learning rate crawls, too large one overshoots; a value between 0.1 and 10 "
-               f"with a few hundred steps (at most {MAX_STEPS}) should reach {TARGET_LOSS}")
+          hint=("too small a learning rate crawls, too large one overshoots: try a few values and watch the loss "
+                "curve below",
+                f"a learning rate between 0.1 and 10 with a few hundred steps (at most {MAX_STEPS}) should reach "
+                f"{TARGET_LOSS}"))
 def q5(gradient_descent, lr=None, steps=None):
     what = "gradient_descent(X, y, lr, steps)"
     if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not np.isfinite(lr) or lr <= 0:

@@ -35,7 +35,9 @@ def reference_forward(x, w1, b1, w2, b2):
     return h, h @ w2 + b2
 
 
-@exercise("q1 forward", hint="h = relu(X @ W1 + b1) with np.maximum(·, 0); logits = h @ W2 + b2 (no softmax here)")
+@exercise("q1 forward", hint=("two layers: an affine map, a non-linearity that zeroes the negatives, another affine "
+                               "map; the scores stay raw (no probabilities here)",
+                               "h = relu(X @ W1 + b1) with np.maximum(·, 0); logits = h @ W2 + b2 (no softmax here)"))
 def q1(forward):
     g = rng()
     for _ in range(3):
@@ -62,8 +64,11 @@ def reference_softmax_cross_entropy(logits, y):
 
 
 @exercise("q2 softmax cross-entropy",
-          hint="loss = mean(-log softmax(logits)[i, y_i]); dlogits = (softmax - one_hot(y)) / N; "
-               "subtract each row's max before np.exp")
+          hint=("softmax turns each row of scores into probabilities, the loss averages minus the log-probability "
+                "of the true class, and its gradient per row is 'predicted minus true', scaled for the mean; "
+                "softmax does not change when a row is shifted by a constant, which keeps np.exp from overflowing",
+                "loss = mean(-log softmax(logits)[i, y_i]); dlogits = (softmax - one_hot(y)) / N; "
+                "subtract each row's max before np.exp"))
 def q2(softmax_cross_entropy):
     g = rng()
     what = "softmax_cross_entropy(logits, y)"
@@ -105,8 +110,11 @@ def _torch_reference(x, y, w1, b1, w2, b2):
 
 
 @exercise("q3 backward",
-          hint="a gradient has the shape of its variable (dW2 = h.T @ dlogits, (H, C)); a bias gradient sums "
-               "over the batch; through the ReLU multiply by (z > 0)")
+          hint=("go back layer by layer from dlogits: a matrix product sends the gradient back through the "
+                "transposed matrix, a bias collects it from every example of the batch, and the ReLU lets it "
+                "through only where it was active",
+                "a gradient has the shape of its variable (dW2 = h.T @ dlogits, (H, C)); a bias gradient sums "
+                "over the batch; through the ReLU multiply by (z > 0)"))
 def q3(loss_and_grads):
     g = rng()
     what = "loss_and_grads(X, y, W1, b1, W2, b2)"
@@ -136,8 +144,11 @@ def _digits():
     return flat(d.x_train), np.asarray(d.y_train), flat(d.x_test), np.asarray(d.y_test)
 
 
-@exercise("q4 training", hint="minibatch SGD on batches reshuffled every epoch: W -= lr * dW for all four "
-                               "parameters; lr around 0.5 decaying linearly to 0, 30 epochs, hidden=64")
+@exercise("q4 training", hint=("many small gradient steps with your loss_and_grads, on shuffled minibatches, "
+                                "for several epochs; the hidden size and the learning rate decide whether the "
+                                "test accuracy clears the target",
+                                "minibatch SGD on batches reshuffled every epoch: W -= lr * dW for all four "
+                                "parameters; lr around 0.5 decaying linearly to 0, 30 epochs, hidden=64"))
 def q4(train):
     x_train, y_train, x_test, y_test = _digits()
     g = rng()
