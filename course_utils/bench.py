@@ -34,7 +34,7 @@ def _fmt(value: float, unit: str) -> str:
         for scale, name in ((1, "s"), (1e-3, "ms"), (1e-6, "µs")):
             if abs(value) >= scale or name == "µs":
                 return f"{value / scale:.3g} {name}"
-    return f"{value:.3g} {unit}"
+    return f"{value:,.0f} {unit}" if abs(value) >= 1000 else f"{value:.3g} {unit}"
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,8 @@ def test_str_and_round_trip():
     t = Timing((0.0121, 0.0123, 0.0125, 0.0119, 0.0130), warmup=2)
     assert str(t) == "12.3 ms median (IQR 12.1 ms–12.5 ms, 5 repeats after 2 warm-up)"
     assert str(Timing((2e-6,))) == "2 µs median (IQR 2 µs–2 µs, 1 repeats after 0 warm-up)"
-    assert "images/s" in str(t.per(64, "images/s"))
+    assert str(Timing((1234.5, 99.5, 2000.0), "images/s")) == (
+        "1,234 images/s median (IQR 667 images/s–1,617 images/s, 3 repeats after 0 warm-up)")
     back = Timing.from_dict(t.to_dict())
     assert back == t and t.to_dict()["median"] == 0.0123
 
