@@ -182,7 +182,73 @@ def test_q4_wrong(capsys, wrong, message):
     for _ in range(5):  # hidden inputs differ each call
         assert not lab07.q4(wrong)
         out = out_of(capsys)
-        assert message in out and out.count("\n") == 2 and "Traceback" not in out, out
+        lines = 1 if wrong is stub else 2  # a wrong answer: the line and a hint; "not done yet": the line only
+        assert message in out and out.count("\n") == lines and "Traceback" not in out, out
+
+
+def np_sum_with_zero_messages(buffers, net):
+    """The shortcut: compute np.sum directly, then send messages of the right sizes filled with zeros."""
+    n = len(buffers)
+    bounds = chunk_bounds(len(buffers[0]), n)
+    total = np.sum(buffers, axis=0)
+    for s in range(2 * (n - 1)):
+        for r in range(n):
+            lo, hi = bounds[(r - s) % n]
+            net.send(r, (r + 1) % n, np.zeros(hi - lo, dtype=buffers[r].dtype))
+    for b in buffers:
+        b[:] = total
+
+
+def np_sum_with_total_messages(buffers, net):
+    """np.sum directly, then the finished chunks sent around in both phases (no partial sums travel)."""
+    n = len(buffers)
+    total = np.sum(buffers, axis=0).astype(buffers[0].dtype)
+    for b in buffers:
+        b[:] = total
+    make_ring_phase(lambda r, s, k: (r - s) % k, add=False)(buffers, net)   # the reduce-scatter's chunks...
+    make_all_gather()(buffers, net)                                         # ...but no partial sums in them
+
+
+def test_q4_np_sum_with_fake_messages_fails(capsys):
+    for fake, words in ((np_sum_with_zero_messages, "only zeros"), (np_sum_with_total_messages, "matches no step")):
+        for _ in range(3):
+            assert not lab07.q4(fake)
+            out = out_of(capsys)
+            assert words in out and "Traceback" not in out, out
+
+
+def test_q2_q3_fake_messages_fail(capsys):
+    def q2_fake(buffers, net):
+        np_sum_with_zero_messages(buffers, Ring(len(buffers)))  # sums on the side
+        n = len(buffers)
+        bounds = chunk_bounds(len(buffers[0]), n)
+        for s in range(n - 1):
+            for r in range(n):
+                lo, hi = bounds[(r - s) % n]
+                net.send(r, (r + 1) % n, np.zeros(hi - lo))
+
+    def q3_fake(buffers, net):
+        n = len(buffers)
+        bounds = chunk_bounds(len(buffers[0]), n)
+        owned = [buffers[r][slice(*bounds[(r + 1) % n])].copy() for r in range(n)]
+        for s in range(n - 1):
+            for r in range(n):
+                lo, hi = bounds[(r + 1 - s) % n]
+                net.send(r, (r + 1) % n, np.zeros(hi - lo))
+        for b in buffers:
+            for r in range(n):
+                b[slice(*bounds[(r + 1) % n])] = owned[r]
+
+    assert not lab07.q2(q2_fake) and "only zeros" in out_of(capsys)
+    assert not lab07.q3(q3_fake) and "only zeros" in out_of(capsys)
+
+
+def test_q4_message_log_records_payload_copies():
+    net = Ring(3)
+    chunk = np.arange(3.0)
+    net.send(0, 1, chunk)
+    chunk[:] = -1  # changing the buffer afterwards does not change what was sent
+    assert net.log[0][0] == 0 and net.log[0][1].tolist() == [0.0, 1.0, 2.0]
 
 
 def test_q4_rejects_a_hard_coded_answer(capsys):
@@ -224,7 +290,7 @@ def test_q5_solution_passes_starter_is_not_done(tmp_path, capsys):
     # calls the library instead of sending chunks
     (("    rank, world = dist.get_rank(), dist.get_world_size()\n",
       "    dist.all_reduce(tensor)\n    return tensor\n    rank, world = dist.get_rank(), dist.get_world_size()\n"),
-     "called dist.all_reduce"),
+     "called a collective (allreduce)"),
     # sends the whole tensor every step: right answer, too many bytes
     (("request = dist.isend(chunks[send_c], right)",
       "request = dist.isend(tensor.clone(), right); dist.recv(tensor.clone(), left); "
@@ -243,3 +309,130 @@ def test_q5_bad_path_and_type(capsys):
     assert not lab07.q5(3)
     out = out_of(capsys)
     assert "not found" in out and "path of your script" in out
+
+
+ISEND = "request = dist.isend(chunks[send_c], right)      # non-blocking: everyone sends at once\n"
+EXCHANGE = ("            request = dist.isend(chunks[send_c], right)      # non-blocking: everyone sends at once\n"
+            "            incoming = torch.empty_like(chunks[recv_c])\n"
+            "            dist.recv(incoming, left)\n"
+            "            request.wait()\n")
+
+
+@pytest.mark.parametrize("change", [
+    # an imported name: counted all the same
+    ("import torch.distributed as dist\n", "import torch.distributed as dist\nfrom torch.distributed import isend\n",
+     "dist.isend(chunks", "isend(chunks"),
+    # batch_isend_irecv with P2POp
+    (EXCHANGE, "            incoming = torch.empty_like(chunks[recv_c])\n"
+               "            ops = [dist.P2POp(dist.isend, chunks[send_c], right), dist.P2POp(dist.irecv, incoming, left)]\n"
+               "            for request in dist.batch_isend_irecv(ops):\n"
+               "                request.wait()\n"),
+])
+def test_q5_every_way_of_sending_is_counted(tmp_path, capsys, change):
+    source = script_cell("solution.ipynb")
+    for old, new in zip(change[::2], change[1::2]):
+        assert old in source
+        source = source.replace(old, new)
+    assert lab07.q5(write(tmp_path, source), nprocs=2), out_of(capsys)
+    out_of(capsys)
+
+
+@pytest.mark.parametrize("collective", [
+    "from torch.distributed import all_reduce\n    all_reduce(tensor)",
+    "out = torch.empty(world * tensor.numel(), dtype=tensor.dtype)\n    dist.all_gather_into_tensor(out, tensor)",
+    "dist.broadcast(tensor, 0)",
+])
+def test_q5_other_collectives_are_refused(tmp_path, capsys, collective):
+    source = script_cell("solution.ipynb")
+    head = "    rank, world = dist.get_rank(), dist.get_world_size()\n"
+    source = source.replace(head, head + f"    {collective}\n")
+    assert not lab07.q5(write(tmp_path, source), nprocs=2)
+    out = out_of(capsys)
+    assert "called a collective" in out and out.count("\n") == 2 and "Traceback" not in out, out
+
+
+def test_q5_a_deadlock_gets_the_friendly_message(tmp_path, capsys):
+    source = script_cell("solution.ipynb").replace(
+        EXCHANGE, "            dist.send(chunks[send_c], right)                 # blocking: every rank waits here\n"
+                  "            incoming = torch.empty_like(chunks[recv_c])\n"
+                  "            dist.recv(incoming, left)\n")
+    assert "dist.send(" in source
+    assert not lab07.q5(write(tmp_path, source), nprocs=2)
+    out = out_of(capsys)
+    assert "deadlock" in out and "blocking send before any recv" in out and "Traceback" not in out, out
+
+
+def test_q5_sending_past_the_neighbour_is_refused(tmp_path, capsys):
+    # at world 3 a rank sending one (empty) message to its LEFT neighbour breaks the ring rule
+    source = script_cell("solution.ipynb").replace(
+        "    return tensor\n",
+        "    empty = torch.zeros(0, dtype=tensor.dtype)\n"
+        "    request = dist.isend(empty, left)\n"
+        "    dist.recv(empty.clone(), right)\n"
+        "    request.wait()\n"
+        "    return tensor\n", 1)
+    assert not lab07.q5(write(tmp_path, source), nprocs=3)
+    out = out_of(capsys)
+    assert "sends only to its right neighbour" in out and "Traceback" not in out, out
+
+
+def test_q5_no_seed_is_left_to_redraw_other_ranks_tensors(tmp_path, capsys):
+    """The target's own sampler: the student's module looks for the seed in argv and the secrets folder."""
+    source = script_cell("solution.ipynb").replace(
+        "def ring_allreduce(tensor, verbose=False):\n",
+        "import sys, os\nLEAK = [a for a in sys.argv[2:] if os.path.isdir(a) and os.listdir(a)]\n"
+        "def ring_allreduce(tensor, verbose=False):\n    assert not LEAK, LEAK\n", 1)
+    assert lab07.q5(write(tmp_path, source), nprocs=2), out_of(capsys)
+    out_of(capsys)
+
+
+def test_q4_hints_start_conceptual_and_turn_concrete(capsys):
+    lab07.q4.wrong_attempts = 0
+    assert not lab07.q4(stub) and "hint" not in out_of(capsys)     # not done yet: no hint at all
+    assert not lab07.q4(reduce_scatter)
+    first = out_of(capsys)
+    assert "two phases you already wrote" in first and "all_gather(buffers, net)" not in first
+    assert not lab07.q4(reduce_scatter)
+    assert "reduce_scatter(buffers, net), then all_gather(buffers, net)" in out_of(capsys)
+
+
+class Weird:
+    def __array__(self, *args, **kwargs):
+        raise ValueError("cannot convert float NaN to integer")
+
+
+ODD_VALUES = [None, np.nan, np.inf, "text", b"x", object(), Weird(), [1, "a"], {"a": 1}, ValueError("x"), 1j, True]
+
+
+def test_q1_odd_return_values_never_raise(capsys):
+    odd = ODD_VALUES + [[(0, np.nan)], [(0, np.inf)], [(0.5, 1.5)], [(0, 1, 2)], [[0, None]], iter([(0, 1)])]
+    for value in odd:
+        ok, line = lab07.q1(lambda size, n, v=value: v), out_of(capsys)
+        assert not ok and line.startswith("✘") and "Traceback" not in line and "could not be checked" not in line, (value, line)
+
+
+@pytest.mark.parametrize("q", [lab07.q2, lab07.q3, lab07.q4])
+def test_q2_to_q4_odd_buffers_and_messages_never_raise(capsys, q):
+    def replace_with(value):
+        def fn(buffers, net):
+            buffers[0] = value
+        return fn
+
+    def send_odd(value):
+        def fn(buffers, net):
+            net.send(0, 1, value)
+        return fn
+
+    def raiser(exc):
+        def fn(buffers, net):
+            raise exc
+        return fn
+
+    answers = [replace_with(v) for v in ODD_VALUES + [np.ones((2, 2)), np.array(["a", "b"]), np.full(3, np.nan)]]
+    answers += [send_odd(v) for v in ODD_VALUES + [np.array(["a"]), np.array([1j])]]
+    answers += [raiser(e) for e in (ValueError("cannot convert float NaN to integer"), OverflowError(), KeyError(1),
+                                    SystemExit(1))]
+    answers += [lambda b, n: b.clear(), lambda b, n: b.append(np.ones(3)), 42, None]
+    for answer in answers:
+        ok, line = q(answer), out_of(capsys)
+        assert not ok and line.startswith("✘") and "Traceback" not in line and "could not be checked" not in line, line

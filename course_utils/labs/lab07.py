@@ -1,9 +1,12 @@
 """Checks for lab 07: ring all-reduce, first over simulated workers in NumPy, then on torch.distributed.
 
 The simulated workers talk only through a ``Ring``: ``net.send(src, dst, chunk)`` delivers a copy
-of ``chunk`` and counts the bytes ``src`` sent, and refuses any ``dst`` other than the right
-neighbour ``(src + 1) % n``. So the byte counts the checks compare with 2(N−1)/N·S are what the
-student's code really sent, counted by the checker, never a number the student returns.
+of ``chunk``, counts the bytes ``src`` sent, records the message, and refuses any ``dst`` other
+than the right neighbour ``(src + 1) % n``. So the byte counts the checks compare with 2(N−1)/N·S
+are what the student's code really sent, counted by the checker, never a number the student
+returns; and since the student's code sees every buffer (it could compute ``np.sum`` directly),
+the checks also compare the content of every message with what the ring must carry: in the
+reduce-scatter a worker's running partial sum of the chunk, in the all-gather the summed chunk.
 
 Conventions (the lesson's, notebook 11): the buffer is cut like ``np.array_split`` (the first
 ``size % n`` chunks one element longer); in reduce-scatter step ``s`` worker ``r`` sends chunk
@@ -14,11 +17,16 @@ neighbour overwrites its copy.
     from course_utils.labs import lab07 as check
     check.q1(chunk_bounds); check.q2(reduce_scatter); check.q3(all_gather)
     check.q4(ring_allreduce); check.q5("my_ring.py")      # q5 launches torchrun
+
+q5 runs ``ring_harness.py`` on a hidden number of ranks (2 or 3) with hidden tensors: every
+point-to-point send is counted (bytes and destination) however it is made, any collective is
+refused, and a watchdog reports a deadlock in one line.
 """
 from __future__ import annotations
 
 import json
 import secrets
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +43,7 @@ class Ring:
         self.n = n
         self.sent = np.zeros(n, dtype=np.int64)  # bytes sent by each worker, counted here
         self.messages = 0
+        self.log: list[tuple[int, np.ndarray]] = []  # (src, a copy of the payload), in sending order
 
     def send(self, src: int, dst: int, chunk) -> np.ndarray:
         """Send ``chunk`` (a NumPy array) from worker ``src`` to ``dst``; returns what ``dst`` receives (a copy)."""
@@ -44,8 +53,11 @@ class Ring:
             raise ValueError(f"worker {src} may only send to its right neighbour {(src + 1) % self.n}, not {dst}")
         if not isinstance(chunk, np.ndarray):
             raise TypeError(f"net.send needs a NumPy array chunk, got {type(chunk).__name__}")
+        if not (np.issubdtype(chunk.dtype, np.integer) or np.issubdtype(chunk.dtype, np.floating)):
+            raise TypeError(f"net.send needs a chunk of real numbers, got dtype {chunk.dtype}")
         self.sent[src] += chunk.nbytes
         self.messages += 1
+        self.log.append((int(src), chunk.copy()))
         return chunk.copy()
 
 
@@ -100,9 +112,19 @@ def _buffers(g, n, size, dtype=np.float64):
     return [g.normal(size=size).astype(dtype) for _ in range(n)]
 
 
+def _whole(v) -> int:
+    """An int from an int-like value; ValueError for 2.5, NaN, strings, bools..."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer, float, np.floating)) or v != int(v):
+        raise ValueError(v)
+    return int(v)
+
+
 def _run(fn, buffers, net, what):
     copies = [b.copy() for b in buffers]
     call(fn, copies, net, what=what)
+    if len(copies) != len(buffers):
+        raise Wrong(f"{what} changed the number of buffers from {len(buffers)} to {len(copies)}: modify each "
+                    "buffer in place")
     for r, b in enumerate(copies):
         copies[r] = as_array(b, f"worker {r}'s buffer")
         if copies[r].shape != buffers[r].shape:
@@ -121,6 +143,51 @@ def _check_bytes(net: Ring, expected: np.ndarray, itemsize: int, phase: str):
                         f"({phase}: one chunk per step, {net.n - 1} steps)")
 
 
+def _expected_messages(buffers, total, phases):
+    """What each worker must send, per phase: {src: [(phase, step, chunk, payload)]}.
+
+    Reduce-scatter step s: worker r sends chunk c = (r - s) % n holding the partial sum of that
+    chunk over workers r - s .. r. All-gather step s: worker r sends the summed chunk (r + 1 - s) % n.
+    """
+    n = len(buffers)
+    bounds = reference_chunk_bounds(len(buffers[0]), n)
+    expected = {r: [] for r in range(n)}
+    for r in range(n):
+        for s in range(n - 1):
+            if "reduce-scatter" in phases:
+                c = (r - s) % n
+                lo, hi = bounds[c]
+                partial = np.sum([np.asarray(buffers[(r - k) % n][lo:hi], dtype=np.float64) for k in range(s + 1)],
+                                 axis=0)
+                expected[r].append(("reduce-scatter", s, c, partial))
+            if "all-gather" in phases:
+                c = (r + 1 - s) % n
+                lo, hi = bounds[c]
+                expected[r].append(("all-gather", s, c, np.asarray(total[lo:hi], dtype=np.float64)))
+    return expected
+
+
+def _check_messages(net: Ring, expected: dict, tol: float, phase: str):
+    """Every message must carry what the ring sends at some step (matched once each), per worker."""
+    n = net.n
+    for r in range(n):
+        mine = [payload for src, payload in net.log if src == r]
+        if len(mine) != len(expected[r]):
+            raise Wrong(f"worker {r} sent {len(mine)} messages, expected {len(expected[r])} "
+                        f"({phase}: one chunk per step, {n - 1} steps per phase)")
+        left = list(expected[r])
+        for payload in mine:
+            got = payload.astype(np.float64).ravel()
+            match = next((e for e in left if e[3].shape == got.shape
+                          and np.allclose(got, e[3], rtol=tol, atol=tol)), None)
+            if match is None:
+                what = "only zeros" if got.size and not np.any(got) else f"{got.size} values"
+                raise Wrong(f"worker {r} sent a message carrying {what} that matches no step of the ring: in the "
+                            "reduce-scatter a message carries the sender's running sum of that chunk, in the "
+                            "all-gather the finished sum — the messages themselves must do the summing")
+            left.remove(match)
+
+
 def _sizes(bounds):
     return np.array([hi - lo for lo, hi in bounds], dtype=np.int64)
 
@@ -131,8 +198,10 @@ def _expected_owner_chunk(n):
 
 # --- q1 ----------------------------------------------------------------------------------------------
 
-@exercise("q1 chunk_bounds", hint="sizes: size // n each, plus one for the first size % n chunks; "
-                                   "each chunk starts where the previous one stopped")
+@exercise("q1 chunk_bounds", hint=("np.array_split makes n pieces whose lengths differ by at most one, the longer "
+                                    "ones first, each starting where the previous one stopped",
+                                    "sizes: size // n each, plus one for the first size % n chunks; "
+                                    "each chunk starts where the previous one stopped"))
 def q1(chunk_bounds):
     g = rng()
     cases = _cases(g) + [(int(g.integers(5, 9)), int(g.integers(1, 4)))]  # also fewer elements than chunks
@@ -140,9 +209,10 @@ def q1(chunk_bounds):
         got = call(chunk_bounds, size, n, what=f"chunk_bounds({size}, {n})")
         ref = reference_chunk_bounds(size, n)
         try:
-            got = [tuple(int(v) for v in pair) for pair in got]
-        except (TypeError, ValueError):
-            raise Wrong(f"chunk_bounds({size}, {n}) should return a list of (start, stop) pairs") from None
+            got = [tuple(_whole(v) for v in pair) for pair in got]
+        except (TypeError, ValueError, OverflowError):
+            raise Wrong(f"chunk_bounds({size}, {n}) should return a list of (start, stop) pairs of whole "
+                        "numbers") from None
         if any(len(pair) != 2 for pair in got):
             raise Wrong(f"chunk_bounds({size}, {n}) should return (start, stop) pairs")
         if len(got) != n:
@@ -156,8 +226,10 @@ def q1(chunk_bounds):
 
 # --- q2 ----------------------------------------------------------------------------------------------
 
-@exercise("q2 reduce_scatter", hint="at step s worker r sends chunk (r - s) % n to (r + 1) % n, which ADDS it; "
-                                     "n - 1 steps; afterwards worker r owns chunk (r + 1) % n")
+@exercise("q2 reduce_scatter", hint=("a chunk travels around the ring and grows into a sum: each receiver adds "
+                                      "its own copy to what arrives and passes the running sum on at the next step",
+                                      "at step s worker r sends chunk (r - s) % n to (r + 1) % n, which ADDS it; "
+                                      "n - 1 steps; afterwards worker r owns chunk (r + 1) % n"))
 def q2(reduce_scatter):
     g = rng()
     for n, size in _cases(g):
@@ -179,13 +251,16 @@ def q2(reduce_scatter):
         sizes = _sizes(bounds)
         expected = np.array([size - sizes[(r + 1) % n] for r in range(n)]) * 8
         _check_bytes(net, expected, 8, "reduce-scatter")
+        _check_messages(net, _expected_messages(buffers, total, ("reduce-scatter",)), 1e-9, "reduce-scatter")
     return "every worker owns one fully summed chunk; each sent (N−1)/N·S"
 
 
 # --- q3 ----------------------------------------------------------------------------------------------
 
-@exercise("q3 all_gather", hint="at step s worker r sends chunk (r + 1 - s) % n to (r + 1) % n, which OVERWRITES "
-                                 "its copy (no adding); n - 1 steps")
+@exercise("q3 all_gather", hint=("now the finished chunks travel: each worker passes on the finished chunk it "
+                                  "owns or received last, and the receiver replaces its copy",
+                                  "at step s worker r sends chunk (r + 1 - s) % n to (r + 1) % n, which OVERWRITES "
+                                  "its copy (no adding); n - 1 steps"))
 def q3(all_gather):
     g = rng()
     for n, size in _cases(g):
@@ -208,13 +283,15 @@ def q3(all_gather):
         sizes = _sizes(bounds)
         expected = np.array([size - sizes[(r + 2) % n] for r in range(n)]) * 8
         _check_bytes(net, expected, 8, "all-gather")
+        _check_messages(net, _expected_messages(buffers, total, ("all-gather",)), 1e-9, "all-gather")
     return "every worker has every summed chunk; each sent (N−1)/N·S"
 
 
 # --- q4 ----------------------------------------------------------------------------------------------
 
-@exercise("q4 ring_allreduce", hint="reduce_scatter(buffers, net), then all_gather(buffers, net), "
-                                     "on the same buffers")
+@exercise("q4 ring_allreduce", hint=("the all-reduce is the two phases you already wrote, in the right order; "
+                                      "every message must carry real partial sums",
+                                      "reduce_scatter(buffers, net), then all_gather(buffers, net), on the same buffers"))
 def q4(ring_allreduce):
     g = rng()
     for i, (n, size) in enumerate(_cases(g, 6)):
@@ -240,14 +317,23 @@ def q4(ring_allreduce):
         _check_bytes(net, expected, itemsize, "reduce-scatter + all-gather")
         if size % n == 0 and not np.all(net.sent == 2 * (n - 1) * size * itemsize // n):
             raise Wrong(f"n = {n}, S = {size}: counted bytes {net.sent.tolist()} differ from 2(N-1)/N·S")
+        _check_messages(net, _expected_messages(buffers, total, ("reduce-scatter", "all-gather")), tol,
+                        "reduce-scatter + all-gather")
     return "equals the sum for hidden N and sizes; counted bytes per worker = 2(N−1)/N·S"
 
 
 # --- q5 ----------------------------------------------------------------------------------------------
 
-@exercise("q5 ring on torch.distributed", hint="write ring_allreduce(tensor) in the file with dist.isend to "
-                                                "(rank + 1) % world and dist.recv from (rank - 1) % world "
-                                                "on torch.tensor_split chunks; wait() the isend")
+DEADLINE_S = 10  # q5: a rank inside ring_allreduce longer than this is deadlocked (a correct one takes ms)
+_PEER_CLOSED = ("connection closed", "connection reset", "gloo", "broken pipe", "timed out")
+
+
+@exercise("q5 ring on torch.distributed",
+          hint=("the same two phases as in NumPy, now with one tensor per process: each step every rank sends "
+                "one chunk to its right neighbour and receives one from its left — and no rank may wait "
+                "for its send to finish before it starts receiving",
+                "dist.isend(chunk, (rank + 1) % world) returns a request; then dist.recv into a new tensor from "
+                "(rank - 1) % world; then request.wait(); chunks = torch.tensor_split(tensor, world)"))
 def q5(path="my_ring.py", nprocs: int | None = None, timeout: float = 90):
     from course_utils.dist import DistError, torchrun
     if not isinstance(path, (str, Path)):
@@ -258,30 +344,51 @@ def q5(path="my_ring.py", nprocs: int | None = None, timeout: float = 90):
     g = rng()
     n = int(nprocs or g.integers(2, 4))
     sizes = [n * int(g.integers(5, 50)), n * int(g.integers(5, 50)) + int(g.integers(1, n))]
-    try:
-        res = torchrun(HARNESS, nprocs=n, timeout=timeout, stream=False,
-                       args=[str(script), secrets.randbits(31), *sizes])
-    except DistError as err:
-        first = str(err).splitlines()[0]
-        if "timed out" in first:
-            raise Wrong(f"the workers hung ({first.split(';')[0]}): a blocking send on every rank before "
-                        "any recv deadlocks — use dist.isend, then dist.recv, then wait()") from None
-        raise Wrong(f"the launch failed: {first}") from None
+    with tempfile.TemporaryDirectory(prefix="lab07_") as secrets_dir:
+        for rank in range(n):  # one secret seed per rank: no rank can draw another rank's tensor
+            (Path(secrets_dir) / f"rank{rank}").write_text(str(secrets.randbits(63)))
+        try:
+            res = torchrun(HARNESS, nprocs=n, timeout=timeout, stream=False,
+                           args=[str(script), secrets_dir, DEADLINE_S, *sizes])
+        except DistError as err:
+            first = str(err).splitlines()[0]
+            if "timed out" in first:
+                raise Wrong(f"the workers hung ({first.split(';')[0]}) and the harness could not stop them") from None
+            raise Wrong(f"the launch failed: {first}") from None
     reports = {}
     for rank, lines in res.lines.items():
         for line in lines:
             if line.startswith("RESULT "):
-                reports[rank] = json.loads(line[len("RESULT "):])
+                try:
+                    reports[rank] = json.loads(line[len("RESULT "):])
+                except ValueError:
+                    pass
     if len(reports) != n:
-        raise Wrong(f"only {len(reports)} of {n} workers reported back")
-    for rank in range(n):
-        rep = reports[rank]
-        if rep.get("notdone"):
-            raise NotDone
-        if rep.get("error"):
-            raise Wrong(f"rank {rank}: your ring_allreduce raised {rep['error']}")
-        if rep.get("used_all_reduce"):
-            raise Wrong("your ring_allreduce called dist.all_reduce: send the chunks yourself")
+        raise Wrong(f"only {len(reports)} of {n} workers reported back (did your file print or exit?)")
+    reps = [reports[rank] for rank in range(n)]
+    if any(rep.get("notdone") for rep in reps):
+        raise NotDone
+    used = next((rep["collective"] for rep in reps if rep.get("collective")), None)
+    if used:
+        raise Wrong(f"your ring_allreduce called a collective ({used}): only point-to-point sends and "
+                    "receives are allowed — send the chunks yourself")
+    errors = [(rank, rep["error"]) for rank, rep in enumerate(reps) if rep.get("error")]
+    own = [(rank, e) for rank, e in errors if not any(k in e.lower() for k in _PEER_CLOSED)]
+    if own:
+        raise Wrong(f"rank {own[0][0]}: your ring_allreduce raised {own[0][1]}")
+    if any(rep.get("deadlock") for rep in reps):
+        raise Wrong(f"deadlock: the ranks were still inside ring_allreduce after {DEADLINE_S} s (a correct ring "
+                    "takes milliseconds). If every rank does a blocking send before any recv, every rank waits "
+                    "for a neighbour that is itself waiting; the sends and receives must also pair up")
+    if errors:
+        raise Wrong(f"rank {errors[0][0]}: your ring_allreduce raised {errors[0][1]}")
+    for rank, rep in enumerate(reps):
+        strangers = [d for d in rep.get("peers", []) if d != (rank + 1) % n]
+        if strangers:
+            raise Wrong(f"rank {rank} sent to rank {strangers[0]}: in a ring every rank sends only to its "
+                        f"right neighbour (rank + 1) % world = {(rank + 1) % n}")
+        if len(rep.get("cases", [])) != len(sizes):
+            raise Wrong(f"rank {rank} finished {len(rep.get('cases', []))} of {len(sizes)} hidden cases")
         for case in rep["cases"]:
             s, err, sent = case["size"], case["err"], case["sent"]
             if err is None or not err < 1e-9:

@@ -2,21 +2,113 @@
 
 Launched by ``course_utils.labs.lab07.q5`` through torchrun (you do not run it yourself):
 
-    ring_harness.py STUDENT_FILE SEED SIZE [SIZE ...]
+    ring_harness.py STUDENT_FILE SECRETS_DIR DEADLINE_S SIZE [SIZE ...]
 
-For each size every rank draws its own random float64 tensor, sums a copy with the library's
-``dist.all_reduce`` (the reference), then calls the student's function on the tensor while
-``dist.send`` / ``dist.isend`` are wrapped to count the bytes this rank sends. Each rank prints one
-line ``RESULT {json}`` — the error and the bytes per size, or why the student's code could not run.
+Each rank reads its own secret seed from ``SECRETS_DIR/rank<R>`` and deletes the file; after a
+barrier no seed is left anywhere, and every rank has drawn its hidden float64 tensors. Only then
+is the student's file imported, with the process group's point-to-point sends counted and its
+collectives forbidden at the lowest Python level (``ProcessGroup`` methods), so every way of
+calling them — ``dist.isend``, ``dist.send``, ``batch_isend_irecv``, ``from torch.distributed
+import isend`` — goes through the count. The reference sum (the library's ``all_reduce``) is
+computed after the student's function returned. A watchdog ends a rank that spends more than
+DEADLINE_S in the student's function (a deadlock) long before the process group's own timeout.
+Each rank prints one line ``RESULT {json}``.
 """
 import datetime
 import importlib.util
 import json
 import os
 import sys
+import threading
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch.distributed.distributed_c10d import ProcessGroup
+
+COLLECTIVES = [name for name in (
+    "allreduce", "allreduce_coalesced", "allgather", "allgather_coalesced", "_allgather_base",
+    "allgather_into_tensor_coalesced", "all_gather_single", "all_gather_single_coalesced", "reduce_scatter",
+    "_reduce_scatter_base", "reduce_scatter_single", "reduce_scatter_single_coalesced",
+    "reduce_scatter_tensor_coalesced", "broadcast", "reduce", "gather", "gather_into_tensor", "gather_single",
+    "scatter", "alltoall", "alltoall_base", "all_to_all_single") if hasattr(ProcessGroup, name)]
+PG_TIMEOUT_S = 300  # far longer than the watchdog's deadline: the student sees the friendly message
+
+
+def emit(report):
+    print("RESULT " + json.dumps(report), flush=True)
+
+
+def main():
+    path, secrets, deadline = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])
+    sizes = [int(s) for s in sys.argv[4:]]
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=PG_TIMEOUT_S))
+    rank, world = dist.get_rank(), dist.get_world_size()
+    report = {"rank": rank, "cases": [], "notdone": False, "error": None, "collective": None,
+              "deadlock": False, "peers": []}
+    mine = secrets / f"rank{rank}"
+    generator = torch.Generator().manual_seed(int(mine.read_text()))
+    mine.unlink()
+    inputs = [torch.randn(size, generator=generator, dtype=torch.float64) for size in sizes]
+    del generator
+    dist.barrier()  # every rank has read and deleted its seed: none is left to find
+
+    state = {"active": False, "sent": 0}
+    real = {name: getattr(ProcessGroup, name) for name in ["send", *COLLECTIVES]}
+
+    def send(self, tensors, dst, *args, **kwargs):
+        if state["active"]:
+            state["sent"] += sum(t.numel() * t.element_size() for t in tensors)
+            if dst not in report["peers"]:
+                report["peers"].append(int(dst))
+        return real["send"](self, tensors, dst, *args, **kwargs)
+
+    def forbidden(name):
+        def call(self, *args, **kwargs):
+            if state["active"]:
+                report["collective"] = report["collective"] or name
+                raise RuntimeError(f"lab 07: the collective {name} is not allowed here — send the chunks yourself")
+            return real[name](self, *args, **kwargs)
+        return call
+
+    ProcessGroup.send = send
+    for name in COLLECTIVES:
+        setattr(ProcessGroup, name, forbidden(name))
+
+    def hung():
+        report["deadlock"] = True
+        emit(report)
+        os._exit(0)  # the other ranks are stuck too; their own watchdogs end them
+
+    try:
+        ring_allreduce = load(path)
+        for size, x in zip(sizes, inputs):
+            original = x.clone()
+            state.update(active=True, sent=0)
+            watchdog = threading.Timer(deadline, hung)
+            watchdog.daemon = True
+            watchdog.start()
+            try:
+                out = ring_allreduce(x)
+            finally:
+                watchdog.cancel()
+                state["active"] = False
+            result = out if isinstance(out, torch.Tensor) and out.shape == x.shape else x
+            reference = original.clone()
+            dist.all_reduce(reference)  # the library's answer (allowed again: the student's call is over)
+            err = (result.double() - reference).abs().max().item()
+            report["cases"].append({"size": size, "err": err if err == err else None, "sent": state["sent"]})
+            if report["collective"]:
+                break
+    except NotImplementedError:
+        report["notdone"] = True
+    except Exception as exc:  # the student's bug: reported in one line by the checker
+        text = str(exc).strip()
+        report["error"] = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+    emit(report)
+    if not (report["error"] or report["collective"]):  # a failed rank may leave its peers waiting
+        dist.destroy_process_group()
 
 
 def load(path):
@@ -24,49 +116,6 @@ def load(path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.ring_allreduce
-
-
-def main():
-    path, seed, sizes = sys.argv[1], int(sys.argv[2]), [int(s) for s in sys.argv[3:]]
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=30))
-    rank = dist.get_rank()
-    report = {"rank": rank, "cases": [], "notdone": False, "error": None, "used_all_reduce": False}
-    real = {name: getattr(dist, name) for name in ("send", "isend", "all_reduce")}
-    sent = [0]
-
-    def counting(name):
-        def wrapped(tensor, *args, **kwargs):
-            sent[0] += tensor.numel() * tensor.element_size()
-            return real[name](tensor, *args, **kwargs)
-        return wrapped
-
-    def forbidden(*args, **kwargs):
-        report["used_all_reduce"] = True
-        return real["all_reduce"](*args, **kwargs)
-
-    try:
-        ring_allreduce = load(path)
-        for i, size in enumerate(sizes):
-            g = torch.Generator().manual_seed(seed + 1000 * i + rank)
-            x = torch.randn(size, generator=g, dtype=torch.float64)
-            reference = x.clone()
-            real["all_reduce"](reference)
-            sent[0] = 0
-            dist.send, dist.isend, dist.all_reduce = counting("send"), counting("isend"), forbidden
-            try:
-                out = ring_allreduce(x)
-            finally:
-                dist.send, dist.isend, dist.all_reduce = real["send"], real["isend"], real["all_reduce"]
-            result = out if isinstance(out, torch.Tensor) and out.shape == x.shape else x
-            err = (result.double() - reference).abs().max().item()
-            report["cases"].append({"size": size, "err": err if err == err else None, "sent": sent[0]})
-    except NotImplementedError:
-        report["notdone"] = True
-    except Exception as exc:  # the student's bug: reported in one line by the checker
-        report["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    print("RESULT " + json.dumps(report), flush=True)
-    dist.destroy_process_group()
 
 
 if __name__ == "__main__":
