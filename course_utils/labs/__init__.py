@@ -64,7 +64,7 @@ def exercise(name: str, hint: str | tuple[str, str]) -> Callable:
                 ok, text = True, check(*answers, **kwargs)
             except NotDone:
                 line = f"✘ {name}: not done yet — replace the `raise NotImplementedError` with your code"
-                print(line)
+                _say(line)
                 return Result(False, line)
             except Wrong as wrong:
                 ok, text = False, f"{wrong}"
@@ -75,11 +75,16 @@ def exercise(name: str, hint: str | tuple[str, str]) -> Callable:
             else:
                 line = f"✘ {name}: {text}\n   hint: {hints[min(run.wrong_attempts, 1)]}"
                 run.wrong_attempts += 1
-            print(line)
+            _say(line)
             return Result(ok, line)
         run.wrong_attempts = 0
         return run
     return wrap
+
+
+def _say(line: str) -> None:
+    """Print the line in one write, so a notebook stores it as one output (print writes the newline apart)."""
+    print(line + "\n", end="", flush=True)
 
 
 def rng() -> np.random.Generator:
