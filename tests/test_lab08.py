@@ -1,6 +1,8 @@
 """Lab 08 checker: the reference DDP conversion passes, the starter is "not done yet", and plausible
 wrong conversions (no DistributedSampler, no set_epoch, no DDP, every rank saving, ...) are rejected
-with a one-line ✘, never a traceback. Every check launches torchrun at world size 2 (≈5–10 s each)."""
+with a one-line ✘, never a traceback. Every check launches torchrun at a hidden world size, 2 or 3
+(≈5–15 s each); tests that need one world size fix it through ``lab08.hidden_inputs``."""
+import functools
 import json
 import subprocess
 import sys
@@ -46,10 +48,40 @@ def run_all(path):
     return [bool(q(path)) for q in (lab08.q1, lab08.q2, lab08.q3)]
 
 
-def test_solution_passes_every_check(tmp_path, capsys):
+@pytest.fixture
+def world(monkeypatch):
+    """Fix the hidden world size for one test: world(3)."""
+    def fix(n):
+        monkeypatch.setattr(lab08, "hidden_inputs", functools.partial(HIDDEN_INPUTS, world=n))
+    return fix
+
+
+HIDDEN_INPUTS = lab08.hidden_inputs
+
+
+@pytest.mark.parametrize("size", [2, 3])
+def test_solution_passes_every_check(tmp_path, capsys, world, size):
+    world(size)
     assert run_all(write(tmp_path, SOLUTION)) == [True, True, True]
     out = lines(capsys)
     assert out.count("✔") == 3 and "Traceback" not in out
+
+
+def test_hard_coded_world_size_is_rejected(tmp_path, capsys, world):
+    """`batch // 2` is right at world size 2 only: the hidden world size 3 catches it."""
+    world(3)
+    text = variant("batch_size=args.batch // world_size", "batch_size=args.batch // 2")
+    path = write(tmp_path, text)
+    assert not lab08.q1(path) and not lab08.q2(path)
+    out = lines(capsys)
+    assert "at world size 3" in out and "batch // world_size" in out and "Traceback" not in out, out
+
+
+def test_hidden_world_sizes_are_two_and_three():
+    assert {lab08.hidden_inputs()["world"] for _ in range(60)} == {2, 3}
+    for _ in range(50):
+        h = lab08.hidden_inputs()
+        assert h["batch"] % h["world"] == 0
 
 
 def test_starter_is_not_done_yet(tmp_path, capsys):
@@ -94,7 +126,8 @@ def test_missing_ddp_wrap_is_rejected(tmp_path, capsys):
     assert "differ from the single-process reference" in lines(capsys)
 
 
-def test_every_rank_saving_is_rejected(tmp_path, capsys):
+def test_every_rank_saving_is_rejected(tmp_path, capsys, world):
+    world(2)
     text = variant("    if rank == 0:  # 5. one checkpoint, of the plain model inside the wrapper\n"
                    "        torch.save(model.module.state_dict(), Path(args.out) / \"model.pt\")\n",
                    "    torch.save(model.module.state_dict(), Path(args.out) / \"model.pt\")\n")
@@ -139,3 +172,20 @@ def test_hidden_inputs_change_and_span_more_than_one_epoch():
     draws = [lab08.hidden_inputs() for _ in range(20)]
     assert len({json.dumps(d, sort_keys=True) for d in draws}) > 1
     assert all(d["steps"] > d["n"] // d["batch"] for d in draws)
+
+
+def test_hints_start_conceptual_and_turn_concrete(capsys):
+    lab08.q1.wrong_attempts = 0
+    assert not lab08.q1(42)
+    first = lines(capsys)
+    assert "different part of each global batch" in first and "DistributedSampler(" not in first
+    assert not lab08.q1(42)
+    assert "DistributedSampler(data, shuffle=True" in lines(capsys)
+
+
+@pytest.mark.parametrize("bad", [None, float("nan"), float("inf"), b"x", object(), ["a.py"], ValueError("x")])
+def test_odd_arguments_never_raise(bad, capsys):
+    for q in (lab08.q1, lab08.q2, lab08.q3):
+        assert not q(bad)
+        out = lines(capsys)
+        assert out.startswith("✘") and "Traceback" not in out and "could not be checked" not in out, out

@@ -5,9 +5,10 @@
     check.q2(SCRIPT)   # the checkpoint equals the single-process reference (max |Δ| <= 1e-5)
     check.q3(SCRIPT)   # only rank 0 wrote the checkpoint, and it loads into a plain model
 
-The first check launches the script with ``torchrun`` at world size 2 on fresh hidden inputs: a
-random data set (its size, features and classes), seed, number of steps (always more than one
-epoch), global batch and learning rate — nothing can be hard-coded. The later checks reuse that
+The first check launches the script with ``torchrun`` on fresh hidden inputs: a world size (2 or
+3), a random data set (its size, features and classes), seed, number of steps (always more than one
+epoch), global batch (a multiple of the world size) and learning rate — nothing can be hard-coded,
+not even ``batch // 2``. The later checks reuse that
 launch while the file is unchanged. The script runs under a small audit wrapper that records, per
 rank, which samples the ``TensorDataset`` handed out and every ``torch.save`` call; the checker
 compares them with its own single-process reference (the given ``train_single.py``'s algorithm,
@@ -25,9 +26,11 @@ import numpy as np
 
 from course_utils.labs import NotDone, Wrong, exercise, rng
 
-WORLD = 2
+WORLDS = (2, 3)  # hidden world sizes (3 ranks on 2 cores is fine for this tiny model)
 TIMEOUT = 150
-HINT_SHARDS = ("use DistributedSampler(data, shuffle=True, seed=args.seed, drop_last=True), a per-rank batch "
+HINT_SHARDS = ("every rank must see a different part of each global batch, the parts together being exactly "
+               "the batch one process would use — with the same shuffle, renewed every epoch, on every rank",
+               "use DistributedSampler(data, shuffle=True, seed=args.seed, drop_last=True), a per-rank batch "
                "of args.batch // world_size, and sampler.set_epoch(epoch) at the start of every epoch")
 
 AUDIT = r'''
@@ -81,14 +84,15 @@ class Run:
 _runs: dict[tuple[str, str], Run] = {}
 
 
-def hidden_inputs() -> dict:
+def hidden_inputs(world: int | None = None) -> dict:
     r = rng()
-    batch = int(r.choice([32, 48, 64]))
-    while True:  # a data size where DistributedSampler's padding never changes the steps per epoch
+    world = int(world or r.choice(WORLDS))
+    batch = world * int(r.integers(10, 23))  # a global batch that the world size divides
+    while True:  # a data size where DistributedSampler's padding (drop_last=False) keeps the steps per epoch
         n = int(r.integers(300, 700))
-        if (n + 1) % batch and n % batch:
+        if n % batch and -(-n // world) // (batch // world) == n // batch:
             break
-    return dict(n=n, features=int(r.integers(6, 20)), classes=int(r.integers(3, 7)), batch=batch,
+    return dict(world=world, n=n, features=int(r.integers(6, 20)), classes=int(r.integers(3, 7)), batch=batch,
                 steps=n // batch + int(r.integers(3, 9)), lr=round(float(r.uniform(0.05, 0.3)), 3),
                 seed=int(r.integers(0, 10_000)))
 
@@ -127,7 +131,7 @@ def reference(h: dict, x: np.ndarray, y: np.ndarray) -> tuple[list, dict]:
 
 
 def launch(script) -> Run:
-    """Run ``script`` at world size 2 on fresh hidden inputs (cached while the file is unchanged)."""
+    """Run ``script`` at a hidden world size on fresh hidden inputs (cached while the file is unchanged)."""
     if not isinstance(script, (str, Path)):
         raise Wrong(f"pass the path of your script (a str or Path), got {type(script).__name__}")
     path = Path(script)
@@ -154,14 +158,14 @@ def _launch(path: Path) -> Run:
         args = [path.resolve(), "--data", tmp / "data.npz", "--out", tmp / "out", "--steps", h["steps"],
                 "--batch", h["batch"], "--lr", h["lr"], "--seed", h["seed"]]
         try:
-            torchrun(tmp / "audit.py", nprocs=WORLD, args=args, timeout=TIMEOUT, env={"LAB08_AUDIT": tmp},
+            torchrun(tmp / "audit.py", nprocs=h["world"], args=args, timeout=TIMEOUT, env={"LAB08_AUDIT": tmp},
                      stream=False)
         except DistError as err:
             text = "\n".join(line for lines in err.lines.values() for line in lines) + str(err)
             run.not_done = "NotImplementedError" in text
             said = [s.strip() for s in str(err).splitlines() if s.strip()] or ["the launch failed"]
             run.error = said[0].removesuffix("; its last lines:") + (f" — {said[-1]}" if len(said) > 1 else "")
-        for r in range(WORLD):
+        for r in range(h["world"]):
             f = tmp / f"rank{r}.json"
             if f.exists():
                 run.audits[r] = json.loads(f.read_text())
@@ -179,39 +183,41 @@ def _completed(script) -> Run:
     if run.not_done:
         raise NotDone
     if run.error:
-        raise Wrong(f"the script failed at world size {WORLD}: {run.error}")
-    if sorted(run.audits) != list(range(WORLD)):
+        raise Wrong(f"the script failed at world size {run.hidden['world']}: {run.error}")
+    if sorted(run.audits) != list(range(run.hidden["world"])):
         raise Wrong("a rank did not finish normally (no audit record)")
     return run
 
 
 def _shards(run: Run) -> str:
     """Raise Wrong unless the ranks trained on disjoint shards that make the reference batches."""
-    h, b = run.hidden, run.hidden["batch"] // WORLD
-    seen = [np.array(run.audits[r]["indices"]) for r in range(WORLD)]
+    h, world = run.hidden, run.hidden["world"]
+    b = h["batch"] // world
+    seen = [np.array(run.audits[r]["indices"]) for r in range(world)]
     steps = h["steps"]
     for r, s in enumerate(seen):
         if len(s) == steps * h["batch"]:
             raise Wrong(f"rank {r} used {h['batch']} samples per step, the whole global batch; "
-                        f"each of the {WORLD} ranks should take {h['batch']} // world_size = {b}")
+                        f"each of the {world} ranks should take {h['batch']} // world_size = {b}")
         if len(s) != steps * b:
-            raise Wrong(f"rank {r} trained on {len(s)} samples in {steps} steps, expected {steps * b} "
-                        f"({b} per step)")
+            per = f"{len(s) / steps:.3g}" if steps else "?"
+            raise Wrong(f"at world size {world}, global batch {h['batch']}: rank {r} trained on {len(s)} samples "
+                        f"in {steps} steps ({per} per step), expected {b} per step = batch // world_size")
     per_step = [s.reshape(steps, b) for s in seen]
     if all(np.array_equal(per_step[0], p) for p in per_step[1:]):
         raise Wrong("every rank trained on the same samples: each rank needs its own shard")
     for t in range(steps):
         shards = [set(p[t].tolist()) for p in per_step]
-        if set.intersection(*shards):
-            raise Wrong(f"at step {t} ranks 0 and 1 shared samples: the shards must be disjoint")
+        if any(shards[i] & shards[j] for i in range(world) for j in range(i)):
+            raise Wrong(f"at step {t} two ranks shared samples: the shards must be disjoint")
         if set.union(*shards) != set(run.batches[t].tolist()):
             epoch_len = h["n"] // h["batch"]
             why = ("did you call sampler.set_epoch(epoch) every epoch?" if t >= epoch_len
                    else "is the shuffle seeded with seed=args.seed?")
             raise Wrong(f"at step {t} (epoch {t // epoch_len}) the ranks' shards together are not the batch the "
                         f"single-process script uses: {why}")
-    return (f"{WORLD} ranks × batch // {WORLD} samples per step, disjoint, together exactly the "
-            "single-process batches at every step (hidden data, more than one epoch)")
+    return ("every rank took batch // world_size samples per step, disjoint, together exactly the "
+            "single-process batches at every step (hidden world size and data, more than one epoch)")
 
 
 @exercise("q1 disjoint shards", HINT_SHARDS)
@@ -219,8 +225,10 @@ def q1(script) -> str:
     return _shards(_completed(script))
 
 
-@exercise("q2 same parameters as one process", "wrap the model with DDP(model) so gradients are averaged "
-          "across ranks, and make q1 pass first (same data, same steps, same learning rate)")
+@exercise("q2 same parameters as one process",
+          ("N ranks on N shards equal one process on the whole batch only if their gradients are averaged "
+           "before every update, and q1 passes (same data, same steps, same learning rate)",
+           "wrap the model with DDP(model) so gradients are averaged across ranks, and make q1 pass first"))
 def q2(script) -> str:
     run = _completed(script)
     try:
@@ -241,11 +249,14 @@ def q2(script) -> str:
     return "at the end of the hidden run the checkpoint equals the single-process reference (max |Δ| <= 1e-5)"
 
 
-@exercise("q3 one checkpoint, from rank 0", "guard the save with `if rank == 0:` and save "
-          "model.module.state_dict() (the plain model inside the DDP wrapper)")
+@exercise("q3 one checkpoint, from rank 0",
+          ("every rank holds the same model, so one rank writes it; and the file should load into the model "
+           "without the DDP wrapper",
+           "guard the save with `if rank == 0:` and save model.module.state_dict() (the plain model inside "
+           "the DDP wrapper)"))
 def q3(script) -> str:
     run = _completed(script)
-    savers = [r for r in range(WORLD) if run.audits[r]["saves"]]
+    savers = [r for r in range(run.hidden["world"]) if run.audits[r]["saves"]]
     if not savers:
         raise Wrong("no rank called torch.save: the checkpoint is missing")
     if savers != [0]:
