@@ -93,7 +93,7 @@ def bucket_runs(args, data):
             loss.backward()  # returns once every bucket's all-reduce is done
             iterations.append({"iteration": it, "backward_end": time.perf_counter() - start[0]})
             opt.step()
-        runs[str(cap)] = {"events": events, "iterations": iterations,
+        runs[f"{cap:g}"] = {"events": events, "iterations": iterations,
                           "layers": [{"iteration": it, "layer": i, "grad_ready": t} for it, i, t in layers]}
     return runs
 

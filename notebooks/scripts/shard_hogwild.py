@@ -10,11 +10,13 @@ reason the worker lives in a script, not in a notebook cell). Each worker draws 
 mini-batches and updates the shared parameters in place with plain SGD, without any lock: updates from
 two workers may interleave, one may overwrite part of another's (Hogwild's bet: with sparse or small
 updates this rarely hurts). No gradient is ever sent anywhere, no worker waits for another.
-Writes OUT/hogwild.json: each worker's batch losses, and the full-data loss before and after.
+Writes OUT/hogwild.json: each worker's batch losses and when it computed them (seconds since the
+workers were started), and the full-data loss before and after.
 """
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +41,7 @@ def make_model():
     return nn.Sequential(nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 10))
 
 
-def worker(rank, model, x, y, args, losses):
+def worker(rank, model, x, y, args, losses, times, start):
     torch.set_num_threads(1)  # workers × threads must not exceed the cores
     g = torch.Generator().manual_seed(rank)  # every worker its own sequence of mini-batches
     opt = torch.optim.SGD(model.parameters(), lr=args.lr)  # updates the shared tensors in place
@@ -50,6 +52,7 @@ def worker(rank, model, x, y, args, losses):
         loss.backward()
         opt.step()  # no lock, no communication: write straight into shared memory
         losses[rank * args.steps + step] = loss.item()
+        times[rank * args.steps + step] = time.time() - start
 
 
 def full_loss(model, x, y):
@@ -65,14 +68,17 @@ def main():
     model = make_model()
     model.share_memory()  # parameters now live in shared memory
     losses = torch.zeros(args.workers * args.steps).share_memory_()
+    times = torch.zeros(args.workers * args.steps, dtype=torch.float64).share_memory_()
     before = full_loss(model, x, y)
     method = "fork" if sys.platform.startswith("linux") else "spawn"
-    mp.start_processes(worker, args=(model, x, y, args, losses), nprocs=args.workers, start_method=method)
+    mp.start_processes(worker, args=(model, x, y, args, losses, times, time.time()), nprocs=args.workers,
+                       start_method=method)
     after = full_loss(model, x, y)
     accuracy = (model(x).argmax(1) == y).float().mean().item()
     Path(args.out, "hogwild.json").write_text(json.dumps({
         "workers": args.workers, "steps": args.steps, "loss_before": before, "loss_after": after,
         "accuracy": accuracy, "losses": losses.view(args.workers, args.steps).tolist(),
+        "seconds": times.view(args.workers, args.steps).tolist(),
         "shared": all(p.is_shared() for p in model.parameters())}))
     print(f"Hogwild, {args.workers} processes × {args.steps} steps: full-data loss {before:.3f} -> {after:.3f}")
 

@@ -84,6 +84,7 @@ def main():
             first = str(exc).strip().splitlines()[0][:160]
             print(f"without join: rank {rank} failed after {time.perf_counter() - began:.0f} s: "
                   f"{type(exc).__name__}: {first}", flush=True)
+            time.sleep(2)  # let the other rank time out too before our exit closes its connections
             os._exit(1)
         print(f"without join: rank {rank} finished", flush=True)
     dist.destroy_process_group()
