@@ -10,6 +10,15 @@ for each global batch of ``--batch`` digits, worker i takes its slice of the bat
 gradient of its share of the mean loss, and the strategy sums the gradients over all workers
 (an all-reduce) before the update. Each worker saves its final weights to DIR/worker{i}.npz.
 
+Then, as a negative control, it trains the same steps again from the same weights with the classic
+mistake: each worker's loss is the mean over its *own* slice (the per-replica batch) instead of the
+global batch, so the summed gradient is N times too large. Those weights go to
+DIR/worker{i}_per_replica_mean.npz; the notebook shows they differ from one device.
+
+One replica per worker: the course's TensorFlow is the CPU build, where MultiWorkerMirroredStrategy
+gives each worker one CPU device. (With several GPUs per worker, feed the batches through
+``strategy.distribute_datasets_from_function`` instead of slicing by hand; the script refuses to run.)
+
 With ``--try-fit`` it then tries Keras 3's ``model.fit`` under the same strategy, which fails with
 Keras 3 + TF 2.x (keras-team/keras#20585, tensorflow/tensorflow#72388), and prints the error's first
 line. Output: lines starting with ``RESULT `` are JSON for the notebook.
@@ -45,39 +54,57 @@ def main():
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--try-fit", action="store_true")
     args = p.parse_args()
-    task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
-    n = strategy.num_replicas_in_sync                      # one replica per worker here (CPU)
+    config = json.loads(os.environ["TF_CONFIG"])
+    task, nworkers = config["task"]["index"], len(config["cluster"]["worker"])
+    n = strategy.num_replicas_in_sync                      # replicas in the whole cluster
+    if n != nworkers:
+        raise SystemExit(f"{n} replicas for {nworkers} workers: this script slices the batch for one "
+                         "replica per worker (use distribute_datasets_from_function for several)")
     data = digits(8)
     x = data.x_train.reshape(-1, 64)[: args.steps * args.batch]
     y = data.y_train[: args.steps * args.batch]
 
-    with strategy.scope():
-        model = make_model()
-        model.set_weights(list(np.load(args.init).values()))
-        optimizer = keras.optimizers.SGD(args.lr)
-        optimizer.build(model.trainable_variables)          # build inside the scope (Keras 3)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
+    share = args.batch // n                                  # this worker's rows of every global batch
 
-    @tf.function
-    def train_step(xb, yb):
-        def replica_step(xb, yb):
-            with tf.GradientTape() as tape:
-                per_example = loss_fn(yb, model(xb, training=True))
-                loss = tf.nn.compute_average_loss(per_example, global_batch_size=args.batch)
-            grads = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))  # all-reduce (sum) inside
-            return loss
-        per_replica = strategy.run(replica_step, args=(xb, yb))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+    def train(per_replica_mean=False):
+        """--steps SGD steps from the initial weights; returns the model and the losses."""
+        with strategy.scope():
+            model = make_model()
+            model.set_weights(list(np.load(args.init).values()))
+            optimizer = keras.optimizers.SGD(args.lr)
+            optimizer.build(model.trainable_variables)      # build inside the scope (Keras 3)
 
-    share = args.batch // n
-    losses = []
-    for step in range(args.steps):
-        lo = step * args.batch + task * share                # this worker's slice of the global batch
-        losses.append(float(train_step(tf.constant(x[lo: lo + share]), tf.constant(y[lo: lo + share]))))
+        @tf.function
+        def train_step(xb, yb):
+            def replica_step(xb, yb):
+                with tf.GradientTape() as tape:
+                    per_example = loss_fn(yb, model(xb, training=True))
+                    if per_replica_mean:                     # the mistake: mean over this worker's rows only
+                        loss = tf.reduce_mean(per_example)
+                    else:                                    # right: sum / global batch
+                        loss = tf.nn.compute_average_loss(per_example, global_batch_size=args.batch)
+                grads = tape.gradient(loss, model.trainable_variables)
+                optimizer.apply_gradients(zip(grads, model.trainable_variables))  # all-reduce (sum) inside
+                return loss
+            per_replica = strategy.run(replica_step, args=(xb, yb))
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+        losses = []
+        for step in range(args.steps):
+            lo = step * args.batch + task * share            # this worker's slice of the global batch
+            losses.append(float(train_step(tf.constant(x[lo: lo + share]), tf.constant(y[lo: lo + share]))))
+        return model, losses
+
+    model, losses = train()
     np.savez(os.path.join(args.out, f"worker{task}.npz"), *model.get_weights())
-    print(f"worker {task}/{n}: {args.steps} steps, loss {losses[0]:.3f} -> {losses[-1]:.3f}", flush=True)
-    print("RESULT " + json.dumps({"task": task, "losses": losses}), flush=True)
+    print(f"worker {task}/{n}: {args.steps} steps on {share} of every {args.batch} examples, "
+          f"loss {losses[0]:.3f} -> {losses[-1]:.3f}", flush=True)
+    print("RESULT " + json.dumps({"task": task, "replicas": n, "rows_per_worker": share,
+                                  "losses": [round(v, 6) for v in losses]}),
+          flush=True)
+    broken, _ = train(per_replica_mean=True)
+    np.savez(os.path.join(args.out, f"worker{task}_per_replica_mean.npz"), *broken.get_weights())
 
     if args.try_fit:
         try:
