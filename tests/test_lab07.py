@@ -309,6 +309,23 @@ def test_q5_bad_path_and_type(capsys):
     assert not lab07.q5(3)
     out = out_of(capsys)
     assert "not found" in out and "path of your script" in out
+    for bad in (None, float("nan"), object(), b"x", ["my_ring.py"], ValueError("x")):
+        assert not lab07.q5(bad)
+        out = out_of(capsys)
+        assert out.startswith("✘") and "Traceback" not in out and "could not be checked" not in out, out
+
+
+@pytest.mark.parametrize("body, message", [
+    ("    return torch.full_like(tensor, float('nan'))\n", "(NaN)"),
+    ("    return 'done'\n", "differs from dist.all_reduce"),   # not a tensor: the tensor itself is checked
+    ("    raise ValueError('cannot convert float NaN to integer')\n", "raised ValueError"),
+])
+def test_q5_odd_results_and_errors_give_one_line(tmp_path, capsys, body, message):
+    source = script_cell("solution.ipynb")
+    head = "    rank, world = dist.get_rank(), dist.get_world_size()\n"
+    assert not lab07.q5(write(tmp_path, source.replace(head, body + head)), nprocs=2)
+    out = out_of(capsys)
+    assert message in out and "Traceback" not in out and "could not be checked" not in out, out
 
 
 ISEND = "request = dist.isend(chunks[send_c], right)      # non-blocking: everyone sends at once\n"
