@@ -148,3 +148,114 @@ def test_q5_handles_keras_models(capsys):
     failed(capsys, check.q5(lambda x, y: conv_net()), "test accuracy")   # untrained: about 10 %
     dense = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
     failed(capsys, check.q5(lambda x, y: dense), "no convolution layer")
+    wrong_out = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(2, 3), keras.layers.Flatten(),
+                                  keras.layers.Dense(3)])
+    failed(capsys, check.q5(lambda x, y: wrong_out), "(360, 10)")
+
+
+def test_q5_keras_solution_passes(solution, capsys):
+    passed(capsys, check.q5(solution["train_cnn_keras"]))
+
+
+class Memorised:
+    """The test set's true labels stored by image (answers looked up, nothing learnt), behind a conv layer."""
+
+    def __new__(cls):
+        import torch
+        from torch import nn
+        from course_utils.data import digits
+
+        d = digits(28)
+        table = {np.asarray(x, dtype=np.float32).tobytes(): int(y) for x, y in zip(d.x_test, d.y_test)}
+
+        class Lookup(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(1, 1, 3)  # so that it "is a CNN"
+
+            def forward(self, x):
+                labels = [table.get(img[0].numpy().astype(np.float32).tobytes(), 0) for img in x]
+                return nn.functional.one_hot(torch.tensor(labels), 10).float()
+        return Lookup()
+
+
+def test_q5_memorised_or_pretrained_answers_fail_on_renamed_classes(capsys):
+    """The old shortcut: answers for the usual digit names, learnt or stored before the check ran."""
+    lookup = Memorised()
+    out = failed(capsys, check.q5(lambda x, y: lookup), "usual digit names", "did not learn")
+    assert "1.000 with the usual" in out
+    seen = {}
+
+    def ignores_labels(x, y):  # trains nothing on (x, y): returns the stored model
+        seen["y"] = y
+        return lookup
+    failed(capsys, check.q5(ignores_labels), "did not learn")
+    from course_utils.data import digits
+    assert not np.array_equal(np.sort(seen["y"]), seen["y"]) and set(seen["y"]) == set(range(10))
+    assert not np.array_equal(np.bincount(seen["y"]), np.bincount(digits(28).y_train))   # classes renamed
+
+
+# --- any return value: one ✘ line, never a traceback -----------------------------------------------
+
+BAD_VALUES = [None, float("nan"), float("inf"), -float("inf"), 1e308, 10 ** 400, "text", object(),
+              np.zeros((2, 3)), np.array(["a", "b"]), np.zeros(3, dtype=complex), [1, [2, 3]], {"out": 1},
+              np.float64("nan"), np.array(np.nan), True, 3 + 4j]
+
+
+def raising(*args, **kwargs):
+    raise ValueError("boom")
+
+
+@pytest.mark.parametrize("value", BAD_VALUES + ["RAISE"], ids=repr)
+def test_every_check_answers_any_return_value_in_one_line(capsys, value):
+    fn = raising if isinstance(value, str) and value == "RAISE" else (lambda *a, **k: value)
+    for q in (check.q1, check.q2, check.q3, check.q4):
+        out = failed(capsys, q(fn))
+        assert "could not be checked" not in out, out
+
+
+@pytest.mark.parametrize("value", [None, "model", object(), 42, float("nan")], ids=repr)
+def test_q5_any_returned_object_gives_one_line(capsys, value):
+    out = failed(capsys, check.q5(lambda x, y: value))
+    assert "could not be checked" not in out, out
+
+
+def test_q2_nan_inf_and_arrays(capsys):
+    failed(capsys, check.q2(lambda n, k, s, p: float("nan")), "expected an int")
+    failed(capsys, check.q2(lambda n, k, s, p: float("inf")), "expected an int")
+    import torch
+    passed(capsys, check.q2(lambda n, k, s, p: torch.tensor((n + 2 * p - k) // s + 1)))   # a 0-d tensor is a number
+    passed(capsys, check.q2(lambda n, k, s, p: np.int64((n + 2 * p - k) // s + 1)))
+
+
+# --- TensorFlow answers for the layers --------------------------------------------------------------
+
+def test_tensorflow_layers_pass_and_a_flipped_tf_kernel_fails(capsys):
+    import course_utils  # noqa: F401  (before TensorFlow: loads triton first)
+    import tensorflow as tf
+
+    def conv2d_tf(x, w, b, stride=1, padding=0):
+        pads = [[0, 0], [padding, padding], [padding, padding], [0, 0]]
+        out = tf.nn.conv2d(x.transpose(1, 2, 0)[None], w.transpose(2, 3, 1, 0), strides=stride, padding=pads)
+        return tf.transpose(out[0], (2, 0, 1)) + b[:, None, None]
+
+    def pool_tf(x, size, stride=None):
+        return tf.transpose(tf.nn.max_pool2d(x.transpose(1, 2, 0)[None], size, stride or size, "VALID")[0], (2, 0, 1))
+
+    passed(capsys, check.q1(lambda im, k: conv2d_tf(im[None].astype(np.float64), k[None, None], np.zeros(1))[0]))
+    passed(capsys, check.q3(conv2d_tf))
+    passed(capsys, check.q4(pool_tf))
+    failed(capsys, check.q3(lambda x, w, b, s=1, p=0: conv2d_tf(x, w[..., ::-1, ::-1].copy(), b, s, p)),
+           "flipped the kernel")
+
+
+def test_hints_start_conceptual_and_not_done_shows_no_hint(capsys, solution):
+    check.q1.wrong_attempts = 0
+    good = solution["conv2d_single"]
+    first = failed(capsys, check.q1(lambda im, k: good(im, k[::-1, ::-1])))
+    second = failed(capsys, check.q1(lambda im, k: good(im, k[::-1, ::-1])))
+    assert first.split("hint:")[1] != second.split("hint:")[1]
+    for out in (first, second):
+        assert "image[" not in out and "np.zeros" not in out   # no answer code in a hint
+    out = failed(capsys, check.q1(lambda *a: (_ for _ in ()).throw(NotImplementedError)), "not done yet")
+    assert "hint:" not in out
