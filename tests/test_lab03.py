@@ -242,6 +242,8 @@ def test_tensorflow_layers_pass_and_a_flipped_tf_kernel_fails(capsys):
     def pool_tf(x, size, stride=None):
         return tf.transpose(tf.nn.max_pool2d(x.transpose(1, 2, 0)[None], size, stride or size, "VALID")[0], (2, 0, 1))
 
+    passed(capsys, check.q2(lambda n, k, s, p: tf.constant((n + 2 * p - k) // s + 1)))
+    failed(capsys, check.q2(lambda n, k, s, p: tf.constant([1, 2])), "expected an int")
     passed(capsys, check.q1(lambda im, k: conv2d_tf(im[None].astype(np.float64), k[None, None], np.zeros(1))[0]))
     passed(capsys, check.q3(conv2d_tf))
     passed(capsys, check.q4(pool_tf))

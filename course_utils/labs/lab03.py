@@ -95,7 +95,9 @@ def q2(conv_output_size):
         n = int(g.integers(max(k - 2 * padding, 1), 30))
         ref = (n + 2 * padding - k) // stride + 1
         got = call(conv_output_size, n, k, stride, padding, what=what)
-        if hasattr(got, "item") and getattr(got, "shape", None) == ():  # a 0-d array or tensor: its number
+        if hasattr(got, "numpy") and callable(got.numpy) and not hasattr(got, "detach"):  # a TF tensor
+            got = got.numpy()
+        if hasattr(got, "item") and tuple(getattr(got, "shape", (0,))) == ():  # a 0-d array or tensor: its number
             got = got.item()
         if isinstance(got, (bool, np.bool_)) or not isinstance(got, (int, np.integer, float, np.floating)):
             raise Wrong(f"{what} returned a {type(got).__name__}, expected an int")
