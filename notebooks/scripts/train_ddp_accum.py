@@ -5,7 +5,9 @@
 A step still uses --batch samples in all, but each rank feeds them as --accum micro-batches of
 batch/(world*accum), so the activations of only one micro-batch are in memory at a time. Inside
 model.no_sync() DDP skips the all-reduce and gradients just add up locally; the last micro-batch
-synchronises once. Same outputs as train_ddp.py.
+synchronises once. Same outputs as train_ddp.py, plus "traffic": a DDP communication hook counts,
+per micro-batch, the all-reduce calls (one per gradient bucket) and the gradient elements they carry.
+--sync-every-micro-batch drops no_sync() (the negative control: same result, more all-reduces).
 """
 from contextlib import nullcontext
 import argparse
@@ -17,6 +19,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
@@ -31,6 +34,7 @@ def parse_args():
     p.add_argument("--warmup", type=int, default=5, help="steps of linear learning-rate warm-up")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--accum", type=int, default=2, help="micro-batches per optimizer step")
+    p.add_argument("--sync-every-micro-batch", action="store_true", help="no no_sync(): all-reduce each time")
     return p.parse_args()
 
 
@@ -58,6 +62,14 @@ def main():
     device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     data = load(args.data)
     model = DDP(make_model(args.seed).to(device), device_ids=[local_rank] if device.type == "cuda" else None)
+    traffic = []  # per micro-batch: [all-reduce calls, gradient elements all-reduced]
+
+    def counting_allreduce(state, bucket):  # DDP calls this once per gradient bucket to be reduced
+        traffic[-1][0] += 1
+        traffic[-1][1] += bucket.buffer().numel()
+        return default_hooks.allreduce_hook(state, bucket)  # then do what DDP does by default
+
+    model.register_comm_hook(None, counting_allreduce)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr)
     loss_fn = nn.CrossEntropyLoss()
     seen, losses, step, epoch = [], [], 0, 0
@@ -72,7 +84,9 @@ def main():
             if i == usable:
                 break
             last = (i + 1) % args.accum == 0
-            with nullcontext() if last else model.no_sync():  # all-reduce only on the last one
+            sync = last or args.sync_every_micro_batch  # all-reduce only on the last one
+            traffic.append([0, 0])
+            with nullcontext() if sync else model.no_sync():
                 loss = loss_fn(model(x.to(device)), y.to(device)) / args.accum
                 loss.backward()  # gradients add up in .grad
             step_idx.append(idx.numpy())
@@ -92,7 +106,8 @@ def main():
         epoch += 1
     out = Path(args.out)
     params = {n: p.detach().cpu().numpy() for n, p in model.module.state_dict().items()}
-    np.savez(out / f"rank{rank}.npz", seen=np.stack(seen), losses=np.array(losses), **params)
+    np.savez(out / f"rank{rank}.npz", seen=np.stack(seen), losses=np.array(losses),
+             traffic=np.array(traffic).reshape(step, args.accum, 2), **params)
     if rank == 0:  # one checkpoint, written once
         torch.save(model.module.state_dict(), out / "model.pt")
     print(f"rank {rank}: {step} steps, last loss {losses[-1]:.3f}")
