@@ -8,7 +8,7 @@ import pytest
 from tests.helpers import ROOT
 
 LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-SOLUTIONS = sorted((ROOT / "labs").glob("lab*/solution.ipynb"))
+SOLUTIONS = sorted((ROOT / "labs").glob("lab*/solution*.ipynb"))
 STARTERS = sorted((ROOT / "labs").glob("lab*/starter.ipynb"))
 BOTH = {"torch", "keras"}
 FRAMEWORKS = {"01": BOTH, "03": BOTH, "04": BOTH, "05": BOTH, "06": BOTH, "07": BOTH, "08": BOTH, "09": BOTH,
