@@ -1,6 +1,6 @@
 """Uneven inputs: rank r has 3 + 2r batches. With ``ddp.join()`` training finishes; without it, it hangs.
 
-    torchrun --nproc-per-node=2 scripts/shard_join.py --data DATA.npz --out OUT [--timeout 6]
+    torchrun --nproc-per-node=2 scripts/shard_join.py --data DATA.npz --out OUT [--timeout 5]
 
 1. With join: a rank that runs out of data "joins" and shadows the others' all-reduces (it contributes
    zeros) until every rank is done. Every rank writes its final parameters; rank 0 writes OUT/join.json.
@@ -29,7 +29,7 @@ def parse_args():
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--batch", type=int, default=32, help="per rank")
-    p.add_argument("--timeout", type=float, default=6.0, help="process-group timeout in seconds")
+    p.add_argument("--timeout", type=float, default=5.0, help="process-group timeout in seconds")
     p.add_argument("--no-join", action="store_true", help="after the join run, try again without join")
     return p.parse_args()
 
@@ -84,7 +84,7 @@ def main():
             first = str(exc).strip().splitlines()[0][:160]
             print(f"without join: rank {rank} failed after {time.perf_counter() - began:.0f} s: "
                   f"{type(exc).__name__}: {first}", flush=True)
-            time.sleep(2)  # let the other rank time out too before our exit closes its connections
+            time.sleep(1)  # let the other rank time out too before our exit closes its connections
             os._exit(1)
         print(f"without join: rank {rank} finished", flush=True)
     dist.destroy_process_group()
