@@ -82,3 +82,71 @@ def unigram_bits(ids: np.ndarray, vocab: int) -> float:
     p = np.bincount(np.asarray(ids).ravel(), minlength=vocab) / np.size(ids)
     p = p[p > 0]
     return float(-(p * np.log2(p)).sum())
+
+
+# Sentence classification: which part of the standard library does a docstring sentence come from?
+SOURCES = {
+    "mail": ("email", "smtplib", "mailbox", "imaplib", "poplib"),
+    "web": ("http", "urllib", "html", "wsgiref", "xmlrpc"),
+    "testing": ("unittest", "doctest", "pdb", "bdb"),
+    "concurrency": ("asyncio", "concurrent", "threading", "multiprocessing", "queue"),
+}
+WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
+
+
+def _docstrings(module: str) -> list[str]:
+    # Docstrings of a stdlib module or package (module, classes, functions), read with ast: nothing is imported.
+    import ast
+    import os
+    from pathlib import Path
+
+    root = Path(os.__file__).parent / module
+    files = sorted(root.rglob("*.py")) if root.is_dir() else [root.with_suffix(".py")]
+    found = []
+    for path in files:
+        inside = path.relative_to(root.parent).parts[1:]
+        if not path.is_file() or any(part.startswith("test") for part in inside):
+            continue  # the packages' own test suites are not documentation
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node)
+                if doc:
+                    found.append(doc)
+    return found
+
+
+def _sentences(doc: str) -> list[str]:
+    # Prose sentences (>= 5 words, ending in '.') as lower-case words joined by single spaces.
+    out = []
+    for block in re.split(r"\n\s*\n", doc):
+        lines = block.strip().split("\n")
+        if any(line.startswith((" ", "\t", ">>>")) for line in lines):
+            continue  # code examples, indented tables and argument lists
+        for sentence in re.split(r"(?<=[.!?])\s+(?=[A-Z])", " ".join(line.strip() for line in lines)):
+            words = WORD.findall(sentence.lower())
+            if len(words) >= 5 and sentence.rstrip().endswith("."):
+                out.append(" ".join(words))
+    return out
+
+
+def docstring_sentences(sources: dict[str, tuple[str, ...]] | None = None):
+    """Sentences from the standard library's docstrings, labelled by the part of the library they document.
+
+    Returns ``(sentences, labels, names)``: a list of str (lower-case words separated by single
+    spaces, so ``s.split()`` tokenises), an int64 array of class ids and the tuple of class names
+    (default ``SOURCES``: mail, web, testing, concurrency; a few hundred to a thousand sentences
+    each). The source files are parsed, not imported, so no module is loaded. Each sentence appears
+    once; a sentence found under two classes is dropped (its label would be ambiguous). Sorted, so
+    deterministic for a given Python version; the counts change with the version.
+    """
+    sources = SOURCES if sources is None else sources
+    names = tuple(sources)
+    found: dict[str, set[int]] = {}
+    for label, name in enumerate(names):
+        for module in sources[name]:
+            for doc in _docstrings(module):
+                for sentence in _sentences(doc):
+                    found.setdefault(sentence, set()).add(label)
+    kept = sorted((s, labels.pop()) for s, labels in found.items() if len(labels) == 1)
+    return [s for s, _ in kept], np.array([label for _, label in kept], dtype=np.int64), names

@@ -40,3 +40,25 @@ def test_windows_are_shifted_by_one():
 def test_unigram_bits():
     assert unigram_bits(np.arange(8), 8) == pytest.approx(3.0)
     assert unigram_bits(np.zeros(10, dtype=int), 4) == 0.0
+
+
+def test_docstring_sentences_are_labelled_unique_and_learnable_sized():
+    from course_utils.text import SOURCES, docstring_sentences
+
+    sentences, labels, names = docstring_sentences()
+    assert names == tuple(SOURCES) and labels.dtype == np.int64 and len(labels) == len(sentences)
+    assert len(set(sentences)) == len(sentences) and sentences == sorted(sentences)
+    assert np.bincount(labels, minlength=len(names)).min() >= 300
+    assert all(len(s.split()) >= 5 and s == " ".join(s.split()) and s == s.lower() for s in sentences)
+    again, labels_again, _ = docstring_sentences()
+    assert again == sentences and np.array_equal(labels_again, labels)
+
+
+def test_docstring_sentences_drop_ambiguous_ones():
+    from course_utils.text import docstring_sentences
+
+    # the same package under two names: every sentence is ambiguous, so none is kept
+    sentences, labels, names = docstring_sentences({"a": ("queue",), "b": ("queue",)})
+    assert sentences == [] and len(labels) == 0 and names == ("a", "b")
+    only, _, _ = docstring_sentences({"a": ("queue",)})
+    assert 5 <= len(only) < 100
