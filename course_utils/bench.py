@@ -19,14 +19,7 @@ import math
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
-
-
-def _quantile(sorted_values: Sequence[float], q: float) -> float:
-    """Linear interpolation between closest ranks (NumPy's default "linear" method)."""
-    pos = (len(sorted_values) - 1) * q
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+from typing import Any, Callable
 
 
 def _fmt(value: float, unit: str) -> str:
@@ -56,9 +49,12 @@ class Timing:
         object.__setattr__(self, "samples", values)
 
     def quantile(self, q: float) -> float:
+        """Linear interpolation between the closest ranks (NumPy's default method)."""
         if not 0 <= q <= 1:
             raise ValueError(f"quantile q must be in [0, 1], got {q}")
-        return _quantile(sorted(self.samples), q)
+        values, pos = sorted(self.samples), (self.n - 1) * q
+        lo, hi = math.floor(pos), math.ceil(pos)
+        return values[lo] + (values[hi] - values[lo]) * (pos - lo)
 
     n = property(lambda self: len(self.samples), doc="how many timed repeats")
     median = property(lambda self: self.quantile(0.5))
@@ -129,9 +125,7 @@ def torch_sync(device=None) -> Callable[[Any], None]:
     import torch
     dev = torch.device(device) if device is not None else None
     on_gpu = dev.type == "cuda" if dev is not None else torch.cuda.is_available()
-    if not on_gpu:
-        return lambda result: None
-    return lambda result: torch.cuda.synchronize(dev)
+    return (lambda result: torch.cuda.synchronize(dev)) if on_gpu else (lambda result: None)
 
 
 def fetch(result: Any) -> None:

@@ -110,3 +110,12 @@ def test_torch_sync_is_a_noop_on_cpu_and_fetch_calls_numpy():
 
     fetch({"a": Tensor(), "b": [Tensor(), (Tensor(), 3)]})
     assert len(calls) == 3
+
+
+def test_torch_sync_waits_for_the_gpu(monkeypatch):
+    import torch
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(device))
+    torch_sync("cuda:0")("result")  # a CUDA device: synchronize it (patched: works without a GPU too)
+    torch_sync("cpu")("result")     # a CPU device: nothing to wait for
+    assert calls == [torch.device("cuda:0")]
