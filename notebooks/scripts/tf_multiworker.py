@@ -86,24 +86,29 @@ def main():
                         loss = tf.nn.compute_average_loss(per_example, global_batch_size=args.batch)
                 grads = tape.gradient(loss, model.trainable_variables)
                 optimizer.apply_gradients(zip(grads, model.trainable_variables))  # all-reduce (sum) inside
-                return loss
-            per_replica = strategy.run(replica_step, args=(xb, yb))
-            return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+                return loss, tf.shape(xb)[0]
+            loss, rows = strategy.run(replica_step, args=(xb, yb))
+            return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),   # over every worker
+                    strategy.experimental_local_results(rows)[0],                  # rows this worker used
+                    strategy.reduce(tf.distribute.ReduceOp.SUM, rows, axis=None))   # rows of the global batch
 
-        losses = []
+        losses, rows_here, rows_all = [], set(), set()
         for step in range(args.steps):
             lo = step * args.batch + task * share            # this worker's slice of the global batch
-            losses.append(float(train_step(tf.constant(x[lo: lo + share]), tf.constant(y[lo: lo + share]))))
-        return model, losses
+            loss, here, total = train_step(tf.constant(x[lo: lo + share]), tf.constant(y[lo: lo + share]))
+            losses.append(float(loss))
+            rows_here.add(int(here))
+            rows_all.add(int(total))
+        return model, losses, sorted(rows_here), sorted(rows_all)
 
-    model, losses = train()
+    model, losses, rows_here, rows_all = train()
     np.savez(os.path.join(args.out, f"worker{task}.npz"), *model.get_weights())
-    print(f"worker {task}/{n}: {args.steps} steps on {share} of every {args.batch} examples, "
+    one = lambda values: values[0] if len(values) == 1 else values  # noqa: E731  (every step the same)
+    print(f"worker {task}/{n}: {args.steps} steps on {one(rows_here)} of every {one(rows_all)} examples, "
           f"loss {losses[0]:.3f} -> {losses[-1]:.3f}", flush=True)
-    print("RESULT " + json.dumps({"task": task, "replicas": n, "rows_per_worker": share,
-                                  "losses": [round(v, 6) for v in losses]}),
-          flush=True)
-    broken, _ = train(per_replica_mean=True)
+    print("RESULT " + json.dumps({"task": task, "replicas": n, "rows_per_worker": rows_here,
+                                  "rows_per_step": rows_all, "losses": [round(v, 6) for v in losses]}), flush=True)
+    broken, *_ = train(per_replica_mean=True)
     np.savez(os.path.join(args.out, f"worker{task}_per_replica_mean.npz"), *broken.get_weights())
 
     if args.try_fit:
