@@ -12,6 +12,7 @@ the exact average, all-reduced on a separate process group, and the bytes each h
 counted (shard_comm.CommLog). Rank 0 writes OUT/buckets.json.
 """
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -134,21 +135,13 @@ def compression_runs(args, data):
             x, y = batch(args, data, step)
             opt.zero_grad()
             loss = nn.functional.cross_entropy(ddp(x), y)
-            with log if step == args.steps - 1 else _nothing():  # count the bytes of the last step
+            with log if step == args.steps - 1 else contextlib.nullcontext():  # count the bytes of the last step
                 loss.backward()
             opt.step()
             losses.append(loss.item())
         runs[name] = {"errors": errors, "losses": losses, "sent": log.summary(dist.get_world_size())["total"],
                       "allreduce_bytes": sum(n for _, n in log.calls)}
     return runs
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        pass
 
 
 def main():
