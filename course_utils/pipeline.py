@@ -144,10 +144,11 @@ def bubble_fraction(obj, p: int | None = None, cost: dict | None = None) -> floa
     return 1 - sum(busy) / (len(busy) * span)
 
 
-def in_flight(obj, p: int | None = None, cost: dict | None = None) -> list[list[tuple[float, int]]]:
+def in_flight(obj, p: int | None = None, cost: dict | None = None, until: str = "last") -> list[list[tuple[float, int]]]:
     """Per stage, the steps of (time, micro-batch chunks whose activations the stage holds): a
     micro-batch enters at the start of its F and leaves at the end of its last backward op on that
-    stage (W if the stage has one for it, else B). Leaving is counted before entering at equal times."""
+    stage (W if the stage has one for it, else B); ``until="B"`` counts only from F to the end of B.
+    Leaving is counted before entering at equal times."""
     ivs = intervals(obj, cost)
     p = p if p is not None else max(iv.stage for iv in ivs) + 1
     has_w = {(iv.stage, iv.chunk, iv.mb) for iv in ivs if iv.op == "W"}
@@ -156,7 +157,7 @@ def in_flight(obj, p: int | None = None, cost: dict | None = None) -> list[list[
         key = (iv.stage, iv.chunk, iv.mb)
         if iv.op == "F":
             events[iv.stage].append((iv.start, 1))
-        elif iv.op == ("W" if key in has_w else "B"):
+        elif iv.op == ("W" if key in has_w and until != "B" else "B"):
             events[iv.stage].append((iv.end, -1))
     steps = []
     for s in range(p):
@@ -168,9 +169,9 @@ def in_flight(obj, p: int | None = None, cost: dict | None = None) -> list[list[
     return steps
 
 
-def peak_in_flight(obj, p: int | None = None, cost: dict | None = None) -> list[int]:
+def peak_in_flight(obj, p: int | None = None, cost: dict | None = None, until: str = "last") -> list[int]:
     """Per stage, the most micro-batches (chunks) in flight at once (see ``in_flight``)."""
-    return [max((n for _, n in steps), default=0) for steps in in_flight(obj, p, cost)]
+    return [max((n for _, n in steps), default=0) for steps in in_flight(obj, p, cost, until)]
 
 
 class Timeline:
@@ -259,5 +260,5 @@ def draw(obj, ax, p: int | None = None, cost: dict | None = None, unit: str | No
     ax.set_yticks([p - 1 - s + 0.5 for s in range(p)], [f"stage {s}" for s in range(p)])
     used = [o for o in OPS if any(iv.op == o for iv in ivs)]
     names = {"F": "forward", "B": "backward" if "W" not in used else "backward (input grad)", "W": "weight grad"}
-    ax.legend(handles=[Patch(color=COLORS[o], label=names[o]) for o in used], loc="upper right", fontsize=7,
-              ncols=len(used), framealpha=0.9)
+    ax.legend(handles=[Patch(color=COLORS[o], label=names[o]) for o in used], loc="upper left", fontsize=7,
+              bbox_to_anchor=(1.005, 1.0), borderaxespad=0)  # outside the boxes

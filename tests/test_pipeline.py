@@ -94,6 +94,9 @@ def test_w_ops_must_follow_their_b_and_exist_for_all():
     sched = gpipe(2, 2) + [Op(10 + j + s, s, "W", j) for s in range(2) for j in range(2)]
     assert problems(sched, 2, 2) == []
     assert problems(sched[:-1], 2, 2)  # one W missing
+    assert peak_in_flight(sched, 2) == [2, 2] and peak_in_flight(sched, 2, until="B") == [2, 2]
+    late_w = gpipe(2, 2) + [Op(20 + j + s, s, "W", j) for s in range(2) for j in range(2)]
+    assert in_flight(late_w, 2)[0][-1] == (22, 0) and in_flight(late_w, 2, until="B")[0][-1] == (6, 0)
     bad = [o._replace(tick=0) if o.op == "W" and o.stage == 0 and o.mb == 0 else o for o in sched]
     assert problems(bad, 2, 2)
 
