@@ -74,11 +74,14 @@ def run(batch, d_model, d_ff, dev):
     dist.all_gather(parts, y_r.detach().contiguous())
     out["column max diff"] = (torch.cat(parts, 1) - lin1(x)).abs().max().item()
 
-    # row-parallel linear alone: rank r owns input features `cols`; all-reduce the partial sums
+    # row-parallel linear alone: rank r owns input features `mine`; all-reduce the partial sums.
+    # Cut in the middle (as the Megatron MLP does) and, to see that the cut matters, at 3/8
     h = torch.randn(batch, d_ff, device=dev)
-    z_r = nn.functional.linear(h[:, cols], lin2.weight[:, cols]).detach()
-    dist.all_reduce(z_r)
-    out["row max diff"] = (z_r + lin2.bias - lin2(h)).abs().max().item()
+    for name, cut in (("row max diff", d_ff // 2), ("row max diff, cut at 3/8", 3 * d_ff // 8)):
+        mine = slice(0, cut) if rank == 0 else slice(cut, d_ff) if rank == 1 else slice(0, 0)
+        z_r = nn.functional.linear(h[:, mine], lin2.weight[:, mine]).detach()
+        dist.all_reduce(z_r)
+        out[name] = (z_r + lin2.bias - lin2(h)).abs().max().item()
 
     # the Megatron MLP: forward and every gradient against the unsplit MLP
     xf = x.clone().requires_grad_()
