@@ -120,7 +120,7 @@ def main():
     ap.add_argument("--ms", type=int, nargs="+", default=[1, 2, 4, 8], help="micro-batch counts timed")
     ap.add_argument("--tick", type=float, default=0.04, help="calibrated seconds per stage forward / backward")
     ap.add_argument("--width", type=int, default=256, help="layer width of the real-compute runs")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
