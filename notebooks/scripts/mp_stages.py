@@ -85,8 +85,7 @@ def run(x, y, width, split, steps, lr, dev):
     # 1. gradients of one step equal the unsplit model's, and the control that forgets to send them back
     ref = reference_grads(width, split, x, y)[rank]
     for name, send in (("model parallel", True), ("control: gradient not sent back", False)):
-        stage.zero_grad(set_to_none=False)
-        for p in stage.parameters():
+        for p in stage.parameters():  # zeros, so that a gradient that never arrives reads as 0
             p.grad = torch.zeros_like(p)
         train_step(stage, x, y, rank, dev, send_grad=send)
         out[name] = max((p.grad.cpu() - r).abs().max().item() for p, r in zip(stage.parameters(), ref))
@@ -97,14 +96,17 @@ def run(x, y, width, split, steps, lr, dev):
     opt = torch.optim.Adam(stage.parameters(), lr=lr)
     opt.zero_grad(set_to_none=True)
     if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-        before = torch.cuda.memory_allocated(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
     saved = SavedActivations(stage)  # entered by train_step around the forward pass
     loss = train_step(stage, x, y, rank, dev, saved=saved)
     opt.step()
     out["memory"] = breakdown(stage, opt, saved.bytes)
     out["saved tensors"] = saved.tensors
-    out["cuda allocated"] = torch.cuda.memory_allocated(dev) - before if dev.type == "cuda" else None
+    if dev.type == "cuda":  # what the allocator reports: after the step, and the peak during it
+        torch.cuda.synchronize(dev)
+        out["cuda allocated"] = [torch.cuda.memory_allocated(dev), torch.cuda.max_memory_allocated(dev)]
+    else:
+        out["cuda allocated"] = None  # a CPU has no such counter
     dist.barrier()
 
     # 3. the naive schedule's timeline: `steps` more Adam steps, every F and B stamped
@@ -126,8 +128,9 @@ def run(x, y, width, split, steps, lr, dev):
         opt1.step()
     mine = single[:split] if rank == 0 else single[split:]
     out["params vs single device"] = max((p - q).abs().max().item() for p, q in zip(stage.parameters(), mine.parameters()))
-    out["params moved"] = max((p - q).abs().max().item() for p, q in
-                              zip(stage.parameters(), (make_mlp(width)[:split] if rank == 0 else make_mlp(width)[split:]).parameters()))
+    start = make_mlp(width)
+    start = start[:split] if rank == 0 else start[split:]
+    out["params moved"] = max((p.cpu() - q).abs().max().item() for p, q in zip(stage.parameters(), start.parameters()))
     return out
 
 
