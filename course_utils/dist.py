@@ -17,8 +17,11 @@ What they take care of, so the lesson does not have to:
   error, timeout, Ctrl-C / kernel interrupt — every process of the launch is terminated (SIGTERM,
   then SIGKILL), and the launcher dies with the kernel (Linux) if the kernel itself dies.
 
-Inside a launched script, ``backend()`` is "nccl" when torch sees a GPU and "gloo" otherwise, and
-``device()`` is the GPU for this process's local rank (``cuda:LOCAL_RANK % gpus``) or the CPU.
+Inside a launched script, ``backend()`` and ``device()`` follow one policy, ``plan_devices``: NCCL with
+rank i on ``cuda:i`` only when every rank of this node gets a GPU of its own (``gpus >= LOCAL_WORLD_SIZE``);
+otherwise gloo on the CPU for every rank — on a CPU-only machine silently, on a machine with too few GPUs
+with a one-line notice from local rank 0 (NCCL refuses two ranks on one GPU, and ``cuda:1`` does not exist
+on a 1-GPU machine). The two always agree: "nccl" goes with a ``cuda`` device, "gloo" with ``cpu``.
 POSIX only (Linux, macOS): torchrun's process groups and signals do not exist on Windows.
 """
 from __future__ import annotations
@@ -67,22 +70,71 @@ class LaunchResult:
 
 # --- helpers for the launched scripts -----------------------------------------------------------
 
-def backend() -> str:
-    """"nccl" if torch sees a CUDA GPU, else "gloo" (the CPU backend)."""
-    import torch
-    return "nccl" if torch.cuda.is_available() else "gloo"
+def plan_devices(n_workers: int, n_gpus: int) -> list[tuple[str, str]]:
+    """The course's policy, as ``[(backend, device), ...]`` for local ranks 0 .. n_workers-1.
 
-
-def device(local_rank: int | None = None):
-    """This process's device: ``cuda:local_rank % gpus`` with GPUs, else ``cpu``.
-
-    ``local_rank`` defaults to the ``LOCAL_RANK`` variable torchrun sets (0 outside torchrun).
+    ``n_gpus >= n_workers``: ``("nccl", "cuda:i")`` for rank i — one GPU per rank, extra GPUs unused.
+    Otherwise (no GPU, or fewer GPUs than ranks): ``("gloo", "cpu")`` for every rank. A process
+    group has a single backend, so the ranks cannot be split between NCCL and gloo, and NCCL refuses
+    two ranks on one GPU. Pure: no torch import, so it can be tested on any machine.
     """
+    if n_workers < 1 or n_gpus < 0:
+        raise ValueError(f"plan_devices: need n_workers >= 1 and n_gpus >= 0, got {n_workers}, {n_gpus}")
+    if n_gpus >= n_workers:
+        return [("nccl", f"cuda:{i}") for i in range(n_workers)]
+    return [("gloo", "cpu")] * n_workers
+
+
+_NOTICE_SHOWN = False
+
+
+def _plan_for_me(local_rank: int | None, world: int | None) -> tuple[str, str, int, int, int]:
+    """(backend, device, local_rank, world, gpus) for this process, per ``plan_devices``."""
     import torch
     if local_rank is None:
         local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    n = torch.cuda.device_count()
-    return torch.device(f"cuda:{local_rank % n}") if n else torch.device("cpu")
+    if world is None:  # ranks on this machine: torchrun sets LOCAL_WORLD_SIZE
+        world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", 1)))
+    world = max(world, local_rank + 1)
+    gpus = torch.cuda.device_count()
+    chosen, dev = plan_devices(world, gpus)[local_rank]
+    return chosen, dev, local_rank, world, gpus
+
+
+def _notice_and_pin(chosen: str, dev: str, local_rank: int, world: int, gpus: int) -> None:
+    global _NOTICE_SHOWN
+    if chosen == "nccl":
+        import torch
+        torch.cuda.set_device(int(dev.split(":")[1]))  # NCCL's communicator and "cuda" mean this GPU
+    elif gpus and local_rank == 0 and not _NOTICE_SHOWN:
+        _NOTICE_SHOWN = True
+        print(f"[course_utils.dist] {gpus} GPU(s) for {world} ranks: using gloo on the CPU for every rank "
+              "(NCCL needs one GPU per rank)", file=sys.stderr, flush=True)
+
+
+def backend(local_rank: int | None = None, world: int | None = None) -> str:
+    """"nccl" when every local rank gets its own GPU, else "gloo" (see ``plan_devices``).
+
+    ``local_rank`` / ``world`` default to torchrun's ``LOCAL_RANK`` / ``LOCAL_WORLD_SIZE`` (0 and 1
+    outside torchrun). On a CPU-only machine: "gloo". With "nccl" it also calls
+    ``torch.cuda.set_device(local_rank)``, so call it before ``init_process_group``.
+    """
+    plan = _plan_for_me(local_rank, world)
+    _notice_and_pin(*plan)
+    return plan[0]
+
+
+def device(local_rank: int | None = None, world: int | None = None):
+    """This process's ``torch.device``, agreeing with ``backend()`` (see ``plan_devices``).
+
+    With at least one GPU per local rank: ``cuda:LOCAL_RANK`` (and ``torch.cuda.set_device`` is
+    called on it). Otherwise — no GPU, or fewer GPUs than ranks — ``cpu`` for every rank.
+    ``local_rank`` / ``world`` default to torchrun's ``LOCAL_RANK`` / ``LOCAL_WORLD_SIZE``.
+    """
+    import torch
+    plan = _plan_for_me(local_rank, world)
+    _notice_and_pin(*plan)
+    return torch.device(plan[1])
 
 
 def _worker_env(nworkers: int, threads: int | None, extra: dict | None) -> dict[str, str]:

@@ -84,9 +84,61 @@ def test_threads_never_oversubscribe():
 def test_backend_and_device_match_the_machine():
     import torch
     if torch.cuda.is_available():
-        assert dist.backend() == "nccl" and dist.device(0).type == "cuda"
+        assert dist.backend(0, 1) == "nccl" and dist.device(0, 1).type == "cuda"
     else:
         assert dist.backend() == "gloo" and str(dist.device(3)) == "cpu"
+
+
+@pytest.mark.parametrize("gpus", [0, 1, 2, 4])
+@pytest.mark.parametrize("workers", [1, 2, 3, 4])
+def test_plan_devices_gives_each_nccl_rank_its_own_gpu_or_uses_gloo_on_cpu(workers, gpus):
+    plan = dist.plan_devices(workers, gpus)
+    assert len(plan) == workers
+    if gpus >= workers:
+        assert plan == [("nccl", f"cuda:{i}") for i in range(workers)]
+    else:
+        assert plan == [("gloo", "cpu")] * workers
+    assert len({b for b, _ in plan}) == 1  # one process group, one backend
+    for b, d in plan:  # backend and device agree
+        assert (b == "nccl") == d.startswith("cuda:")
+        assert not d.startswith("cuda:") or int(d[5:]) < gpus  # never a GPU that does not exist
+    gpu_devices = [d for _, d in plan if d != "cpu"]
+    assert len(gpu_devices) == len(set(gpu_devices))  # NCCL refuses two ranks on one GPU
+
+
+def test_plan_devices_cases_named_in_the_issue():
+    assert dist.plan_devices(2, 1) == [("gloo", "cpu"), ("gloo", "cpu")]  # not cuda:0 twice under NCCL
+    assert dist.plan_devices(1, 1) == [("nccl", "cuda:0")]
+    assert dist.plan_devices(2, 4) == [("nccl", "cuda:0"), ("nccl", "cuda:1")]
+
+
+@pytest.mark.parametrize("bad", [(0, 1), (2, -1)])
+def test_plan_devices_rejects_bad_arguments(bad):
+    with pytest.raises(ValueError):
+        dist.plan_devices(*bad)
+
+
+@pytest.mark.parametrize("gpus,world,rank,expected", [
+    (1, 2, 1, ("gloo", "cpu", False)),   # the 1-GPU machine with 2 ranks: no cuda:1, no NCCL
+    (1, 2, 0, ("gloo", "cpu", True)),    # rank 0 says why, once
+    (2, 2, 1, ("nccl", "cuda:1", False)),
+    (0, 4, 3, ("gloo", "cpu", False)),   # CPU-only: silent
+])
+def test_backend_device_and_set_device_on_a_pretend_gpu_machine(monkeypatch, capsys, gpus, world, rank, expected):
+    """The torch-facing wrappers, with the GPU count faked: no GPU is needed."""
+    import torch
+    pinned = []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(torch.cuda, "set_device", pinned.append)
+    monkeypatch.setattr(dist, "_NOTICE_SHOWN", False)
+    monkeypatch.setenv("LOCAL_RANK", str(rank))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(world))
+    b, d = dist.backend(), dist.device()
+    assert (b, str(d)) == expected[:2]
+    assert pinned == ([rank, rank] if b == "nccl" else [])  # torch.cuda.set_device(local_rank)
+    notice = capsys.readouterr().err
+    assert ("using gloo on the CPU for every rank" in notice) == expected[2]
+    assert notice.count("\n") <= 1  # one line, even though backend() and device() were both called
 
 
 def test_normal_run_streams_every_rank_with_a_prefix(script, tag, capsys):
