@@ -83,11 +83,15 @@ def gpu_count() -> int:
 def devices(n: int, framework: str = "torch") -> list:
     """``n`` devices for a lesson that needs ``n``, real where possible, simulated otherwise.
 
-    framework="torch": a list of ``torch.device`` — ``cuda:i % k`` when k GPUs exist (so two
-    virtual devices may share one GPU), else ``cpu`` n times.
-    framework="tensorflow": a list of device names. With GPUs: the first n GPUs, or
-    ``/GPU:i % k`` when fewer exist. Without: n *logical* CPU devices ``/CPU:0 .. /CPU:n-1``,
-    which must be created before TensorFlow runs its first op (restart the kernel otherwise).
+    framework="torch" (devices used inside ONE process, e.g. a model split over stages): a list
+    of ``torch.device`` — ``cuda:i % k`` when k GPUs exist (so two stages may share one GPU, which
+    is fine in one process), else ``cpu`` n times. For launched ranks use ``course_utils.dist``.
+    framework="tensorflow": a list of device names, decided by ``plan_tf_devices``: the first n
+    GPUs ``/GPU:0 .. /GPU:n-1`` when at least n exist; otherwise — no GPU, or fewer than n — n
+    *logical* CPU devices ``/CPU:0 .. /CPU:n-1`` (never ``/GPU:i % k``: MirroredStrategy would
+    collapse repeated names into fewer replicas). With some GPUs but too few, a one-line notice
+    says so. Logical CPU devices must be created before TensorFlow runs its first op (restart
+    the kernel otherwise).
     """
     if n < 1:
         raise ValueError(f"devices(n): n must be >= 1, got {n}")
@@ -100,12 +104,30 @@ def devices(n: int, framework: str = "torch") -> list:
     raise ValueError(f"devices(): framework must be 'torch' or 'tensorflow', got {framework!r}")
 
 
+def plan_tf_devices(n: int, n_gpus: int) -> list[str]:
+    """The TensorFlow device names for ``n`` replicas on a machine with ``n_gpus`` GPUs (pure).
+
+    ``n_gpus >= n``: ``/GPU:0 .. /GPU:n-1``, one replica per physical GPU. Otherwise ``/CPU:0 ..
+    /CPU:n-1`` (logical CPU devices): n distinct devices, so a MirroredStrategy over them really
+    has n replicas. (Splitting one GPU into n logical GPUs would also give n replicas, but needs a
+    per-replica memory limit guessed for every card; the CPU devices behave the same everywhere.)
+    """
+    if n < 1 or n_gpus < 0:
+        raise ValueError(f"plan_tf_devices: need n >= 1 and n_gpus >= 0, got {n}, {n_gpus}")
+    kind = "GPU" if n_gpus >= n else "CPU"
+    return [f"/{kind}:{i}" for i in range(n)]
+
+
 def _tf_devices(n: int) -> list[str]:
     quiet_frameworks()
     import tensorflow as tf
     gpus = tf.config.list_physical_devices("GPU")
+    names = plan_tf_devices(n, len(gpus))
+    if names[0].startswith("/GPU"):
+        return names
     if gpus:
-        return [f"/GPU:{i % len(gpus)}" for i in range(n)]
+        print(f"[course_utils.env] {len(gpus)} GPU(s) for {n} TensorFlow devices: using {n} logical CPU "
+              "devices instead", file=sys.stderr, flush=True)
     cpu = tf.config.list_physical_devices("CPU")[0]
     have = tf.config.get_logical_device_configuration(cpu) or []
     if len(have) < n:
@@ -115,7 +137,7 @@ def _tf_devices(n: int) -> list[str]:
             raise RuntimeError(f"TensorFlow is already running with {max(len(have), 1)} CPU device(s); "
                                f"call devices({n}, 'tensorflow') before any TensorFlow op "
                                "(restart the kernel and run it first).") from err
-    return [f"/CPU:{i}" for i in range(n)]
+    return names
 
 
 def _version(module: str) -> str:

@@ -64,6 +64,22 @@ def test_torch_devices_map_onto_cpu_or_gpus():
     assert [str(d) for d in devs] == ([f"cuda:{i % k}" for i in range(3)] if k else ["cpu"] * 3)
 
 
+@pytest.mark.parametrize("gpus", [0, 1, 2, 4])
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_plan_tf_devices_never_collapses_replicas(n, gpus):
+    names = env.plan_tf_devices(n, gpus)
+    assert len(names) == n and len(set(names)) == n  # n distinct devices: MirroredStrategy keeps n replicas
+    expected = "GPU" if gpus >= n else "CPU"
+    assert names == [f"/{expected}:{i}" for i in range(n)]
+
+
+def test_plan_tf_devices_on_a_one_gpu_machine_uses_logical_cpus():
+    assert env.plan_tf_devices(4, 1) == ["/CPU:0", "/CPU:1", "/CPU:2", "/CPU:3"]  # not /GPU:0 four times
+    assert env.plan_tf_devices(1, 1) == ["/GPU:0"]
+    with pytest.raises(ValueError):
+        env.plan_tf_devices(0, 1)
+
+
 @pytest.mark.parametrize("bad", [dict(n=0), dict(n=2, framework="mxnet")])
 def test_devices_rejects_bad_arguments(bad):
     with pytest.raises(ValueError):
