@@ -18,6 +18,7 @@ from course_utils import grade
 LAB01 = Path(__file__).resolve().parent.parent / "labs" / "lab01_neuron_and_gradient_descent"
 QUESTIONS = ["q1", "q2", "q3", "q4", "q5"]
 TIMEOUT = 20
+SLEEP = "3217"  # a child process the looping student starts in its own session: the grader must end it
 pytestmark = pytest.mark.timeout(900)  # the class fixture grades ten notebooks on a loaded machine
 
 
@@ -47,8 +48,9 @@ def _class(folder: Path):
     nb.cells[_index(nb, "LR, STEPS =")].source = "LR, STEPS = 0.01, 3"
     _write(folder, "carol_wrong_q5", nb)
 
-    nb = solution()                                   # an infinite loop after q1's check
-    nb.cells.insert(_index(nb, "check.q1(") + 1, _cell("while True:\n    pass"))
+    nb = solution()                                   # an infinite loop after q1's check, and a child process
+    nb.cells.insert(_index(nb, "check.q1(") + 1, _cell(
+        f"import subprocess\nsubprocess.Popen(['sleep', '{SLEEP}'], start_new_session=True)\nwhile True:\n    pass"))
     _write(folder, "dave_loop", nb)
 
     nb = starter()                                    # prints a fake ✔ instead of calling check.q1
@@ -140,8 +142,16 @@ def test_secret_hidden_and_guessed_records_ignored(graded):
     assert _statuses(graded, "jon_forger") == ["missing", "pass", "pass", "pass", "pass"]
 
 
+def _alive(p):
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def test_no_process_left_behind(graded):
-    assert [p for p in graded[2] if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+    assert [p for p in graded[2] if _alive(p)] == []
+    assert [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", SLEEP] and _alive(p)] == []
 
 
 def test_csv_and_html_name_every_student_and_question(graded):
