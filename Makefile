@@ -9,13 +9,14 @@ LAB_ARGS ?=
 ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root)   # containers often run as root
 SLIDES ?= notebooks/*.ipynb
 
-.PHONY: setup lab test execute slides gpu clean help
+.PHONY: setup lab test execute slides gpu grade clean help
 help:
 	@echo "make lab      set up if needed, then start JupyterLab on $(HOST):$(PORT) (token login)"
 	@echo "make test     set up if needed, then run every test (unit, notebooks, labs, browser)"
 	@echo "make execute  re-run notebooks in place to refresh their outputs (NB=path.ipynb for one)"
 	@echo "make slides   build offline reveal.js decks into slides/ (SLIDES=path.ipynb for one)"
 	@echo "make gpu      swap tensorflow-cpu for the CUDA build of TensorFlow (GPU machines)"
+	@echo "make grade    run SUBMISSIONS=dir/ (dir/<student>/<lab>.ipynb) and report to GRADE_OUT (CSV + HTML)"
 
 setup: $(VENV)/.installed
 
@@ -45,6 +46,13 @@ slides/node_modules/.installed: slides/package.json slides/package-lock.json
 gpu: setup
 	$(BIN)/python -m pip uninstall --yes tensorflow-cpu
 	$(BIN)/python -m pip install -c constraints.txt "tensorflow[and-cuda]==2.21.0"
+
+SUBMISSIONS ?=
+GRADE_OUT ?= grade_report
+GRADE_TIMEOUT ?= 120
+grade: setup
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=dir/  (dir/<student>/<lab>.ipynb)"; exit 2; }
+	$(BIN)/python -m course_utils.grade $(SUBMISSIONS) --out $(GRADE_OUT) --timeout $(GRADE_TIMEOUT)
 
 clean:
 	rm -rf $(VENV) slides/node_modules slides/*.slides.html
