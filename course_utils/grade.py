@@ -9,10 +9,12 @@ Layout: ``submissions/<student>/<any name>.ipynb`` — one folder per student (t
 the student), one notebook per lab submitted (several labs per student are fine). The lab is
 detected from the notebook's ``from course_utils.labs import labNN`` import, else from ``labNN``
 in the file name. Each notebook runs in a fresh kernel (the current Python), in a temporary
-folder holding a copy of it and the non-notebook files of ``labs/labNN_*/`` (the harness
-scripts some labs run), with one time budget for the whole notebook (``--timeout``, default
-120 s); errors do not stop the run. The report is ``grades.csv`` (one row per student, notebook
-and question) and ``grades.html`` (one table per lab: students × questions, and a score).
+folder (also its ``TMPDIR``, removed afterwards) holding a copy of it and the non-notebook
+files of ``labs/labNN_*/`` (the harness scripts some labs run), with one time budget for the
+whole notebook (``--timeout``, default 120 s). Errors do not stop the run; afterwards the
+kernel and every process it started are ended. Nothing needs the network. The report is
+``grades.csv`` (one row per student, notebook and question) and ``grades.html`` (one table per
+lab: students × questions, and a score).
 
 Statuses. Per question: ``pass`` / ``fail`` (the last call of the course's check for it),
 ``error`` (never checked because a cell raised before or in its check cell, the check itself
@@ -195,8 +197,8 @@ def grade_notebook(path: Path, student: str, timeout: float = 120) -> Graded:
     start = time.monotonic()
     graded = Graded(student, path.name, None, "ok")
     try:
-        nb = nbformat.read(path, as_version=4)
-        nbformat.validate(nb)
+        nb = nbformat.read(path, as_version=4)  # not JSON, not a notebook, an unknown format: corrupt
+        nb.cells = list(nb.cells)
     except Exception:
         graded.status = "corrupt"
         return graded
@@ -226,7 +228,9 @@ def grade_notebook(path: Path, student: str, timeout: float = 120) -> Graded:
                                 timeout_func=lambda cell: max(1, int(deadline - time.monotonic())),
                                 resources={"metadata": {"path": str(work_dir)}})
         env = {k: v for k, v in os.environ.items() if k != ENV_VAR}
-        env.update({ENV_VAR: str(secret), "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg"})
+        (work_dir / "tmp").mkdir()  # the notebook's own temporary files go away with the folder
+        env.update({ENV_VAR: str(secret), "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg",
+                    "TMPDIR": str(work_dir / "tmp")})
         try:
             with client.setup_kernel(env=env):  # shuts the kernel down ("immediate") on leaving
                 pid = getattr(client.km.provisioner, "pid", None)
