@@ -170,10 +170,38 @@ def _script(script: str | os.PathLike, cwd: str | None) -> str:
     return str(path.resolve())
 
 
+# torchrun's rendezvous store (a TCPStore in the launcher) listens on every interface ("::") whatever
+# --master-addr says. TCPStore accepts an already-listening socket (master_listen_fd): this shim gives
+# it one bound to the loopback address, then runs torchrun unchanged (torch.distributed.run.main).
+_LOOPBACK_TORCHRUN = """
+import socket, sys
+import torch.distributed as d
+import torch.distributed.elastic.rendezvous.static_tcp_rendezvous as static
+from torch.distributed.run import main
+_TCPStore, _sockets = d.TCPStore, []
+def TCPStore(host_name, port, world_size=None, is_master=False, *args, **kw):
+    if is_master and port and len(args) < 4 and kw.get("master_listen_fd") is None \\
+            and host_name in ("127.0.0.1", "localhost"):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        s.listen(128)
+        _sockets.append(s)  # kept open for the store's lifetime
+        kw["master_listen_fd"] = s.fileno()
+    return _TCPStore(host_name, port, world_size, is_master, *args, **kw)
+d.TCPStore = static.TCPStore = TCPStore
+sys.argv[0] = "torchrun"
+main(sys.argv[1:])
+"""
+
+
 def torchrun(script: str | os.PathLike, nprocs: int = 2, args: list | tuple = (), timeout: float = 120,
              port: int | None = None, threads: int | None = None, env: dict | None = None,
              cwd: str | None = None, stream: bool = True) -> LaunchResult:
     """Run ``python -m torch.distributed.run --nproc-per-node=nprocs script *args`` on 127.0.0.1.
+
+    Everything it opens listens on 127.0.0.1 only: the rendezvous store (through a socket bound to
+    loopback, see ``_LOOPBACK_TORCHRUN``) and gloo (``GLOO_SOCKET_IFNAME=lo``).
 
     ``port`` (default: a free one) is the rendezvous port; ``threads`` per worker defaults to
     ``threads_per_worker(nprocs)``; ``env`` adds variables for the workers. Raises ``DistError``
@@ -186,7 +214,7 @@ def torchrun(script: str | os.PathLike, nprocs: int = 2, args: list | tuple = ()
     for attempt in range(2):  # a free port can be taken between our check and the launcher's bind
         chosen = port or free_port()
         with tempfile.TemporaryDirectory(prefix="course_dist_") as logs:
-            cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc-per-node={nprocs}",
+            cmd = [sys.executable, "-c", _LOOPBACK_TORCHRUN, "--nnodes=1", f"--nproc-per-node={nprocs}",
                    "--rdzv-backend=static", f"--master-addr={HOST}", f"--master-port={chosen}",
                    f"--log-dir={logs}", "--tee=3", "--log-line-prefix-template=[rank ${rank}] ",
                    path, *map(str, args)]
