@@ -8,8 +8,9 @@ Both stream every worker's output into the cell, each line prefixed ``[rank 0] `
 for TensorFlow), and return a ``LaunchResult`` once every worker has exited with status 0.
 What they take care of, so the lesson does not have to:
 
-- a free port on 127.0.0.1 for every launch (two notebooks on one machine never collide), and gloo /
-  NCCL told to use the loopback interface;
+- a free port on 127.0.0.1 for every launch (two notebooks on one machine never collide), torchrun's
+  rendezvous store bound to 127.0.0.1, and gloo / NCCL told to use the loopback interface (exception:
+  TensorFlow's gRPC server, see ``tf_workers``);
 - threads: each worker gets ``OMP_NUM_THREADS = max(1, cores // workers)`` (and the TensorFlow
   equivalents), because processes × threads above the core count is many times slower;
 - failing fast and cleaning up: a worker that raises, exits non-zero or outlives ``timeout`` makes the
@@ -319,6 +320,9 @@ def tf_workers(script: str | os.PathLike, nworkers: int = 2, args: list | tuple 
     Worker i gets ``{"cluster": {"worker": [...]}, "task": {"type": "worker", "index": i}}`` with
     free ports on 127.0.0.1 (what MultiWorkerMirroredStrategy reads). Same streaming, timeout,
     threads and clean-up as ``torchrun``; the first worker to fail stops the others at once.
+    Known exception to "loopback only": TensorFlow's gRPC server (``tf.distribute.Server``, started
+    by the strategy) listens on all interfaces at those ports while the workers run; TensorFlow has
+    no option to bind it (tests/test_listening.py keeps this as a strict xfail).
     """
     path = _script(script, cwd)
     base = _worker_env(nworkers, threads, env)
