@@ -14,7 +14,7 @@ files of ``labs/labNN_*/`` (the harness scripts some labs run), with one time bu
 whole notebook (``--timeout``, default 120 s). Errors do not stop the run; afterwards the
 kernel and every process it started are ended. Nothing needs the network. The report is
 ``grades.csv`` (one row per student, notebook and question) and ``grades.html`` (one table per
-lab: students × questions, and a score).
+lab: students × questions, a score per student, a pass count per question).
 
 Statuses. Per question: ``pass`` / ``fail`` (the last call of the course's check for it),
 ``error`` (never checked because a cell raised before or in its check cell, the check itself
@@ -314,6 +314,10 @@ def write_html(results: list[Graded], path: Path) -> None:
             score = sum(s == "pass" for s in g.questions.values())
             parts.append(f"<tr><td>{esc(g.student)}</td><td>{esc(g.notebook)}</td><td>{esc(g.status)}</td>"
                          f"{cells}<td>{score}/{len(questions)}</td></tr>")
+        if questions:  # per question: how many notebooks passed it
+            parts.append("<tr><th colspan=3>passed by</th>" + "".join(
+                f"<th>{sum(g.questions.get(q) == 'pass' for g in rows)}/{len(rows)}</th>" for q in questions)
+                + "<th></th></tr>")
         parts.append("</table>")
     path.write_text("\n".join(parts), encoding="utf-8")
 

@@ -164,6 +164,7 @@ def test_csv_and_html_name_every_student_and_question(graded):
     assert all(student in page for student in results)
     assert all(f"<th>{q}</th>" in page for q in QUESTIONS)
     assert "5/5" in page and "0/5" in page
+    assert "passed by" in page
 
 
 def test_forged_and_replayed_records_are_dropped(tmp_path):
