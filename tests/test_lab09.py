@@ -35,11 +35,17 @@ def test_solution_passes(capsys, q, name):
     passes(capsys, q, SOL[name])
 
 
-def test_the_checker_references_pass_too(capsys):
-    passes(capsys, lab09.q1, lab09.reference_gpipe)
-    passes(capsys, lab09.q4, lab09.reference_1f1b)
-    passes(capsys, lab09.q5, lab09.reference_interleaved)
-    passes(capsys, lab09.q2, lab09.reference_bubble)
+def test_the_checker_references_pass_too(capsys):  # wrapped: handed in as they are, they are refused
+    passes(capsys, lab09.q1, lambda p, m: lab09.reference_gpipe(p, m))
+    passes(capsys, lab09.q4, lambda p, m: lab09.reference_1f1b(p, m))
+    passes(capsys, lab09.q5, lambda p, m, v: lab09.reference_interleaved(p, m, v))
+    passes(capsys, lab09.q2, lambda s, p: lab09.reference_bubble(s, p))
+
+
+def test_the_checker_references_handed_in_directly_are_refused(capsys):
+    for q, ref in [(lab09.q1, lab09.reference_gpipe), (lab09.q2, lab09.reference_bubble)]:
+        assert not q(ref)
+        assert "course's own" in capsys.readouterr().out
 
 
 def test_starter_is_not_done(capsys):
@@ -126,7 +132,7 @@ def sequential(p, m):  # valid, no pipelining at all
     (gpipe_forward_as_backward, "appears"),
     (gpipe_slow, "later than it could"),
     (sequential, ("later than it could", "GPipe runs all m forwards")),
-    (lab09.reference_1f1b, "GPipe runs all m forwards"),                  # 1F1B handed in as GPipe
+    (lambda p, m: lab09.reference_1f1b(p, m), "GPipe runs all m forwards"),                  # 1F1B handed in as GPipe
 ])
 def test_q1_shortcuts_fail(capsys, wrong, message):
     for _ in range(DRAWS):
@@ -148,7 +154,7 @@ def long_warm_up(p, m):  # 1F1B with one warm-up forward too many on every stage
 
 @pytest.mark.parametrize("wrong, message", [
     (hard_coded_1f1b, ("out of range", "appears")),
-    (lab09.reference_gpipe, "holding all m is GPipe's memory"),                # GPipe handed in as 1F1B: memory too high
+    (lambda p, m: lab09.reference_gpipe(p, m), "holding all m is GPipe's memory"),                # GPipe handed in as 1F1B: memory too high
     (long_warm_up, ("at once", "later than it could")),
     (gpipe_early_backward, "before"),
     (gpipe_two_in_a_tick, "two ops at once"),

@@ -156,3 +156,16 @@ def test_expect_close_accepts_bool_int_float16_and_tensors():
     assert expect_close(np.array([True, False]), [1.0, 0.0], "b").dtype == bool
     assert expect_close(np.float16(0.5), 0.5, "h").shape == ()
     assert expect_close(torch.tensor([1.0, 2.0], dtype=torch.bfloat16), [1.0, 2.0], "t").shape == (2,)
+
+
+def test_the_courses_own_function_handed_in_is_refused(capsys):
+    from course_utils.labs import lab01
+
+    @exercise("q1", hint=("think", "do"))
+    def q1(fn):
+        call(fn, 1.0)
+        return "ok"
+
+    assert not q1(lab01.reference_forward)
+    assert "course's own `reference_forward`" in capsys.readouterr().out
+    assert q1(lambda x: x)  # a student's own function (even one that calls ours) is run as usual

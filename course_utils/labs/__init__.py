@@ -98,8 +98,14 @@ def require_callable(fn: Any, what: str) -> None:
 
 
 def call(fn: Callable, *args: Any, what: str = "your function") -> Any:
-    """Call student code; turn NotImplementedError into NotDone and other errors into Wrong."""
+    """Call student code; turn NotImplementedError into NotDone and other errors into Wrong.
+
+    The course's own functions (a checker's reference, a ``course_utils`` helper) handed in as the
+    answer are refused: the exercise is to write the function, not to pass ours back.
+    """
     require_callable(fn, what)
+    if str(getattr(fn, "__module__", "") or "").startswith("course_utils."):
+        raise Wrong(f"{what} is the course's own `{getattr(fn, '__name__', fn)}` — write your own function")
     try:
         return fn(*args)
     except NotImplementedError as err:
