@@ -9,12 +9,13 @@ LAB_ARGS ?=
 ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root)   # containers often run as root
 SLIDES ?= notebooks/*.ipynb
 
-.PHONY: setup lab test execute slides gpu grade clean help
+.PHONY: setup lab test execute slides book gpu grade clean help
 help:
 	@echo "make lab      set up if needed, then start JupyterLab on $(HOST):$(PORT) (token login)"
 	@echo "make test     set up if needed, then run every test (unit, notebooks, labs, browser)"
 	@echo "make execute  re-run notebooks in place to refresh their outputs (NB=path.ipynb for one)"
 	@echo "make slides   build offline reveal.js decks into slides/ (SLIDES=path.ipynb for one)"
+	@echo "make book     build the offline course website into book/_build/html (stored outputs)"
 	@echo "make gpu      swap tensorflow-cpu for the CUDA build of TensorFlow (GPU machines)"
 	@echo "make grade    run SUBMISSIONS=dir/ (dir/<student>/<lab>.ipynb) and report to GRADE_OUT (CSV + HTML)"
 
@@ -43,6 +44,13 @@ slides/node_modules/.installed: slides/package.json slides/package-lock.json
 	cd slides && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+book: setup book/node_modules/.installed
+	$(BIN)/python tools/build_book.py
+
+book/node_modules/.installed: book/package.json book/package-lock.json
+	cd book && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 gpu: setup
 	$(BIN)/python -m pip uninstall --yes tensorflow-cpu
 	$(BIN)/python -m pip install -c constraints.txt "tensorflow[and-cuda]==2.21.0"
@@ -55,4 +63,4 @@ grade: setup
 	$(BIN)/python -m course_utils.grade $(SUBMISSIONS) --out $(GRADE_OUT) --timeout $(GRADE_TIMEOUT)
 
 clean:
-	rm -rf $(VENV) slides/node_modules slides/*.slides.html
+	rm -rf $(VENV) slides/node_modules slides/*.slides.html book/node_modules book/_build
