@@ -209,7 +209,7 @@ def test_a_lesson_is_a_rise_slideshow(lab):
     assert title.startswith("00 · Start here")
     assert styled == "absolute"  # reveal.js laid the slides out
     assert present >= 1
-    assert all("fonts.googleapis.com" in u or "fonts.gstatic.com" in u for u in outside), outside
+    assert len(outside) <= 2 and all("fonts.googleapis.com" in u or "fonts.gstatic.com" in u for u in outside), outside
     print(f"\nRISE on 00: {len(outside)} external request(s) blocked: {outside}")
 
 
@@ -231,5 +231,5 @@ def test_subslides_and_a_cell_run_on_stage(lab):
                                ".some(e => e.textContent.trim() === '42')", timeout=90_000)
     assert "Below the second" in subslide
     assert hashes == ["#/slide-0-0", "#/slide-1-0", "#/slide-1-1", "#/slide-2-0"], hashes
-    assert all("fonts.googleapis.com" in u or "fonts.gstatic.com" in u for u in outside), outside
+    assert len(outside) <= 2 and all("fonts.googleapis.com" in u or "fonts.gstatic.com" in u for u in outside), outside
     print(f"\nRISE on a demo notebook: {len(outside)} external request(s) blocked: {outside}")
