@@ -69,8 +69,9 @@ class Launch:
 
     def start(self, cmd, name, **env):
         log = open(self.logdir / f"{name}.log", "w")
-        self.procs.append((name, subprocess.Popen(cmd, env=env_for(self.id, **env), cwd=ROOT, stdin=subprocess.DEVNULL,
-                                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)))
+        proc = subprocess.Popen(cmd, env=env_for(self.id, **env), cwd=ROOT, stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append((name, proc))
         log.close()
 
     def wait(self, timeout):
@@ -130,6 +131,16 @@ def test_unavailable_says_why(monkeypatch):
         assert "root" in netns.unavailable()
 
 
+def test_ci_fails_instead_of_skipping(monkeypatch):
+    monkeypatch.setattr(netns, "unavailable", lambda: "no namespaces here")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must run"):
+        need_namespaces()
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception, match="no namespaces here"):
+        need_namespaces()
+
+
 def test_hosts_clean_up_after_an_error(tmp_path):
     need_namespaces()
     with Launch(tmp_path) as launch:
@@ -160,7 +171,8 @@ def test_ddp_across_two_namespaced_hosts_equals_one_process(data, tmp_path):
             for rank, host in enumerate((h1, h2)):
                 cmd = torchrun("--nnodes=2", "--nproc-per-node=1", "--rdzv-backend=c10d",
                                f"--rdzv-endpoint={h1.addr}:{port}", "--rdzv-id=ladder", f"--local-addr={host.addr}",
-                               *(["--rdzv-conf=is_host=1"] if rank == 0 else []),  # torch does not see 10.77.. as itself
+                               # the host node: torch does not recognise 10.77.N.1 as its own address
+                               *(["--rdzv-conf=is_host=1"] if rank == 0 else []),
                                SCRIPTS / "train_ddp.py", "--data", data, "--out", multi, *TRAIN)
                 launch.start(host.wrap(cmd), f"node{rank}", GLOO_SOCKET_IFNAME=host.ifname)
             launch.wait(timeout=400)
@@ -172,6 +184,8 @@ def test_ddp_across_two_namespaced_hosts_equals_one_process(data, tmp_path):
     with np.load(multi / "rank0.npz") as r0, np.load(multi / "rank1.npz") as r1, np.load(single / "rank0.npz") as s:
         assert all(set(np.concatenate([r0["seen"][t], r1["seen"][t]])) == set(s["seen"][t]) for t in range(20))
         assert not np.array_equal(r0["losses"], r1["losses"])  # each node really trained on its own shard
+    trained = [[w for w in launch.tail(f"node{n}", 200).split("\n") if w.startswith("rank ")] for n in (0, 1)]
+    assert sorted(len(t) for t in trained) == [1, 1] and trained[0] != trained[1], trained  # one rank per host
     assert (multi / "model.pt").exists()  # rank 0's checkpoint, written once
     assert_clean(launch, names)
 
