@@ -1,13 +1,16 @@
 """A real Slurm cluster for the length of a test: munge, slurmctld and slurmd started in a temp folder.
 
-One node: the daemons on 127.0.0.1 (free ports), a 2-process DDP job (scripts/slurm_ddp.sbatch
-running scripts/train_ddp.py unchanged) must end COMPLETED with the parameters of one process.
+One node: the daemons in a network namespace of their own (`lo` and a veth pair with both ends
+inside, so whatever listens on every interface, like torchrun's rendezvous store, is reachable from
+nowhere else); a 2-process DDP job (scripts/slurm_ddp.sbatch running scripts/train_ddp.py unchanged)
+must end COMPLETED with the parameters of one process.
 Two nodes: two network namespaces (hosts n1 = 10.77.x.1 and n2 = 10.77.x.2, each with its own hostname),
 slurmctld and one slurmd in n1, one slurmd in n2; a 2-node job must run one rank on each, identical.
 Every daemon, job process and namespace is gone afterwards (checked). Skips without slurm/munge or
 without the right to create network namespaces; under CI=true those are failures.
 """
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -21,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from course_utils.dist import free_ports
 from tests.helpers import IN_CI, ROOT, need
+
+pytestmark = pytest.mark.timeout(900)
 
 SCRIPTS = ROOT / "notebooks" / "scripts"
 SBATCH = SCRIPTS / "slurm_ddp.sbatch"
@@ -53,7 +57,34 @@ def run(cmd, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60, **kw)
 
 
-# --- two hosts as network namespaces (veth pair, both ends named pe0) ---
+# --- pretend hosts: network namespaces ---
+
+@contextmanager
+def sandbox(tag: str):
+    """One network namespace `{tag}s`: `lo` and a veth pair whose both ends stay inside; yields its path.
+
+    The address on pe0 (10.77.255.1, inside the namespace only) is there because getaddrinfo's
+    AI_ADDRCONFIG finds nothing to bind to on a host with loopback alone, and the daemons give up."""
+    need("ip", "the cluster tests build network namespaces with iproute2")
+    name = f"{tag}s"
+    done = run(["ip", "netns", "add", name])
+    if done.returncode:
+        unavailable(f"cannot create a network namespace: {done.stderr.strip()}")
+    try:
+        for step in (["link", "set", "lo", "up"], ["link", "add", "pe0", "type", "veth", "peer", "name", "pe1"],
+                     ["link", "set", "pe1", "up"], ["addr", "add", "10.77.255.1/32", "dev", "pe0"],
+                     ["link", "set", "pe0", "up"]):
+            done = run(["ip", "-n", name, *step])
+            assert done.returncode == 0, f"ip {' '.join(step)}: {done.stderr}"
+        yield f"/run/netns/{name}"
+    finally:
+        for pid in run(["ip", "netns", "pids", name]).stdout.split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        run(["ip", "netns", "delete", name])
+
 
 @contextmanager
 def two_hosts(tag: str):
@@ -85,6 +116,11 @@ def two_hosts(tag: str):
         yield [(f"/run/netns/{name}", addr) for name, addr in zip(names, addrs)]
     finally:
         for name in made:
+            for pid in run(["ip", "netns", "pids", name]).stdout.split():  # anything still running there
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             run(["ip", "netns", "delete", name])  # deleting a namespace deletes its end of the pair
 
 
@@ -94,16 +130,14 @@ class Slurm:
     """munged + slurmctld + slurmd(s), in the foreground as child processes, stopped in reverse order."""
 
     def __init__(self, folder: Path, nodes: list[tuple[str, str, str | None]], cpus: int):
-        """nodes: (hostname, address, netns path or None for this machine's own network)."""
+        """nodes: (hostname, address, network namespace path); slurmctld runs on the first."""
         self.dir, self.nodes, self.procs = folder, nodes, []
         self.conf = folder / "slurm.conf"
         self.munge = folder / "munge"
         self.netns = nodes[0][2]
-        ctld_port, slurmd_port = (6817, 6818) if self.netns else free_ports(2)
         head, head_addr, _ = nodes[0]
-        lines = [
-            "ClusterName=course", f"SlurmctldHost={head}({head_addr})" if self.netns else "SlurmctldHost=localhost",
-            f"SlurmctldPort={ctld_port}", f"SlurmdPort={slurmd_port}",
+        lines = [  # default ports 6817/6818: free in a fresh namespace
+            "ClusterName=course", f"SlurmctldHost={head}({head_addr})",
             f"AuthInfo=socket={self.munge}/munge.socket",
             "ProctrackType=proctrack/linuxproc",  # the cgroup tracker fails without a freezer cgroup
             "TaskPlugin=task/none", "SlurmUser=root", "ReturnToService=2",
@@ -112,8 +146,7 @@ class Slurm:
             f"SlurmctldLogFile={folder}/slurmctld.log", f"SlurmdLogFile={folder}/slurmd-%n.log",
             "SlurmctldDebug=info", "SlurmdDebug=info",
         ]
-        if not self.netns:  # listen on 127.0.0.1 only; in a namespace (no DNS for n1, n2) the namespace confines
-            lines.append("CommunicationParameters=NoInAddrAny,NoCtldInAddrAny")
+        # No CommunicationParameters=NoInAddrAny: it needs the node names in DNS; the namespace confines instead.
         for name, addr, _ in nodes:
             lines.append(f"NodeName={name} NodeAddr={addr} CPUs={cpus} State=UNKNOWN")
         lines.append(f"PartitionName=debug Nodes={','.join(n for n, _, _ in nodes)} Default=YES State=UP")
@@ -143,8 +176,7 @@ class Slurm:
         self._wait(lambda: (m / "munge.socket").exists(), "munged's socket")
         self._start(["slurmctld", "-D", "-f", str(self.conf)], "slurmctld.out", self.netns, self.nodes[0][0])
         for name, _, netns in self.nodes:
-            self._start(["slurmd", "-D", "-f", str(self.conf)] + ([] if netns else ["-N", name]),
-                        f"slurmd-{name}.out", netns, name)
+            self._start(["slurmd", "-D", "-f", str(self.conf)], f"slurmd-{name}.out", netns, name)
         self._wait(self._all_idle, "every node idle")
 
     def _wait(self, ready, what, timeout=60):
@@ -159,8 +191,7 @@ class Slurm:
 
     def client(self, *cmd) -> subprocess.CompletedProcess:
         """A Slurm command (sbatch, squeue, ...) seen from the head node's network."""
-        prefix = ["nsenter", f"--net={self.netns}"] if self.netns else []
-        return subprocess.run(prefix + list(cmd), capture_output=True, text=True, timeout=60, cwd=ROOT / "notebooks",
+        return subprocess.run(["nsenter", f"--net={self.netns}", *cmd], capture_output=True, text=True, timeout=60, cwd=ROOT / "notebooks",
                               env={**os.environ, "SLURM_CONF": str(self.conf),
                                    "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
 
@@ -192,7 +223,12 @@ class Slurm:
         return "\n".join(text)
 
     def stop(self):
-        """slurmd(s), then slurmctld, then munged: SIGTERM, and SIGKILL if one does not go."""
+        """Cancel what still runs, then slurmd(s), slurmctld, munged: SIGTERM, and SIGKILL if one does not go."""
+        if all(p.poll() is None for p in self.procs[:2]):  # munged and slurmctld still up
+            self.client("scancel", "--full", "--user=root")
+            deadline = time.monotonic() + 30
+            while self.client("squeue", "-h").stdout.strip() and time.monotonic() < deadline:
+                time.sleep(1)
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -208,6 +244,14 @@ def slurm_cluster(nodes, cpus):
     for tool, why in [("slurmctld", "the Slurm controller"), ("slurmd", "the Slurm node daemon"),
                       ("sbatch", "the Slurm client"), ("munged", "Slurm's authentication")]:
         need(tool, f"{why} (apt-get install slurmctld slurmd slurm-client munge)")
+    need("nsenter", "the daemons run in network namespaces (util-linux)")
+    need("unshare", "each node gets its own hostname (util-linux)")
+    if os.geteuid() != 0:
+        unavailable("a Slurm cluster for the test needs root (munge's key, the daemons)")
+    try:
+        pwd.getpwnam("munge")
+    except KeyError:
+        unavailable("no user 'munge' (apt-get install munge creates it)")
     folder = Path(tempfile.mkdtemp(prefix="course_slurm_"))
     folder.chmod(0o755)  # munged (user munge) must reach its own folder inside
     cluster = Slurm(folder, nodes, cpus)
@@ -266,12 +310,12 @@ def no_leftovers(before_stepds: set[int]):
 
 def test_one_node_two_process_job_equals_one_process(digits_npz, tmp_path):
     before = set(processes_mentioning("slurmstepd"))
+    tag = f"sl{os.getpid() % 10000}"
     out = Path(tempfile.mkdtemp(prefix="course_slurm_out_"))
     try:
-        with slurm_cluster([(os.uname().nodename, "127.0.0.1", None)], cpus=2) as cluster:
+        with sandbox(tag) as netns, slurm_cluster([("n1", "127.0.0.1", netns)], cpus=2) as cluster:
             start = time.monotonic()
-            job = cluster.submit("--nodes=1", "--cpus-per-task=2",
-                                 f"--export=ALL,NPROC=2,MASTER_PORT={free_ports(1)[0]},OMP_NUM_THREADS=1",
+            job = cluster.submit("--nodes=1", "--cpus-per-task=2", "--export=ALL,NPROC=2,OMP_NUM_THREADS=1",
                                  str(SBATCH), *train_args(digits_npz, out))
             state = cluster.wait_job(job)
             seconds = time.monotonic() - start
@@ -279,6 +323,7 @@ def test_one_node_two_process_job_equals_one_process(digits_npz, tmp_path):
             assert state == "COMPLETED", f"job {job} ended {state}\n{log}\n{cluster.logs()}"
         print(f"one node, 2 processes: submit -> COMPLETED in {seconds:.1f} s")
         ranks = [dict(np.load(out / f"rank{r}.npz")) for r in range(2)]
+        assert "n1: node rank 0 of 1" in log and "rendezvous n1 (127.0.0.1:" in log, log
         assert "rank 0:" in log and "rank 1:" in log, log
         single = single_process(digits_npz, tmp_path / "single")
         for k in params(single):
@@ -291,11 +336,10 @@ def test_one_node_two_process_job_equals_one_process(digits_npz, tmp_path):
     finally:
         shutil.rmtree(out, ignore_errors=True)
     no_leftovers(before)
+    assert not Path(f"/run/netns/{tag}s").exists()
 
 
 def test_two_node_job_runs_one_rank_per_namespaced_node(digits_npz, tmp_path):
-    need("nsenter", "the two-node cluster enters network namespaces (util-linux)")
-    need("unshare", "each node gets its own hostname (util-linux)")
     before = set(processes_mentioning("slurmstepd"))
     tag = f"sl{os.getpid() % 10000}"
     out = Path(tempfile.mkdtemp(prefix="course_slurm_out_"))

@@ -17,9 +17,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.helpers import ROOT, need
 from tests.test_slurm import processes_mentioning, two_hosts
+
+pytestmark = pytest.mark.timeout(600)
 
 SCRIPT = ROOT / "notebooks" / "scripts" / "tf_multiworker.py"
 PORT = 12345  # inside fresh namespaces every port is free
