@@ -191,8 +191,8 @@ class Slurm:
 
     def client(self, *cmd) -> subprocess.CompletedProcess:
         """A Slurm command (sbatch, squeue, ...) seen from the head node's network."""
-        return subprocess.run(["nsenter", f"--net={self.netns}", *cmd], capture_output=True, text=True, timeout=60, cwd=ROOT / "notebooks",
-                              env={**os.environ, "SLURM_CONF": str(self.conf),
+        return subprocess.run(["nsenter", f"--net={self.netns}", *cmd], capture_output=True, text=True, timeout=60,
+                              cwd=ROOT / "notebooks", env={**os.environ, "SLURM_CONF": str(self.conf),
                                    "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
 
     def _all_idle(self) -> bool:
@@ -368,3 +368,22 @@ def test_two_node_job_runs_one_rank_per_namespaced_node(digits_npz, tmp_path):
         shutil.rmtree(out, ignore_errors=True)
     no_leftovers(before)
     assert not Path(f"/run/netns/{tag}a").exists() and not Path(f"/run/netns/{tag}b").exists()
+
+
+def test_a_job_still_running_is_cancelled_and_nothing_is_left(tmp_path):
+    """Leaving the cluster while a job runs (a failed test, Ctrl-C): the job and every daemon are gone."""
+    before = set(processes_mentioning("slurmstepd"))
+    tag = f"sl{os.getpid() % 10000}"
+    marker = f"course_leftover_{os.getpid()}_{time.monotonic_ns()}"
+    with sandbox(tag) as netns, slurm_cluster([("n1", "127.0.0.1", netns)], cpus=2) as cluster:
+        job = cluster.submit(f"--wrap=exec python3 -c 'import time; time.sleep(600)' {marker}")
+        deadline = time.monotonic() + 60
+        while not processes_mentioning(marker):
+            assert time.monotonic() < deadline, f"job {job} never started\n{cluster.logs()}"
+            time.sleep(0.5)
+        daemons = processes_mentioning(str(cluster.dir))
+        assert len(daemons) >= 3  # munged, slurmctld, slurmd are running
+    assert not processes_mentioning(marker), "the job's process outlived the cluster"
+    assert not [pid for pid in daemons if Path(f"/proc/{pid}").exists()], "a daemon outlived the cluster"
+    no_leftovers(before)
+    assert not Path(f"/run/netns/{tag}s").exists()
