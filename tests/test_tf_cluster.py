@@ -4,8 +4,11 @@ scripts/tf_multiworker.py runs unchanged: it reads the cluster from TF_CONFIG, w
 namespaces' own addresses (10.77.x.1 and 10.77.x.2). TensorFlow's gRPC server listens on every
 interface whatever TF_CONFIG says; inside a namespace that has only `lo` and the veth end, that is
 still reachable only from these two hosts. Both workers must end with identical weights, equal to
-one worker training on the whole batch; the per-replica-mean mistake must differ. No process or
-namespace is left behind.
+one worker training on the whole batch; the per-replica-mean mistake must differ.
+
+Then a ParameterServerStrategy cluster of separate processes across the same two hosts: the chief
+and worker 0 on one, worker 1 and the parameter server on the other. The chief's ClusterCoordinator
+schedules steps on the workers; the variables live on the ps task. No process or namespace is left.
 """
 import json
 import os
@@ -102,5 +105,90 @@ def test_multiworker_mirrored_across_two_namespaced_hosts():
     finally:
         left = processes_mentioning(str(folder))
         shutil.rmtree(folder, ignore_errors=True)
+    assert not left, f"processes left behind: {left}"
+    assert not Path(f"/run/netns/{tag}a").exists() and not Path(f"/run/netns/{tag}b").exists()
+
+
+PS_SCRIPT = '''
+import json, os, time
+import course_utils  # noqa: F401  (first: quiet TensorFlow logs)
+import numpy as np
+import tensorflow as tf
+
+resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+if resolver.task_type in ("worker", "ps"):  # workers and parameter servers only serve
+    tf.distribute.Server(resolver.cluster_spec(), job_name=resolver.task_type, task_index=resolver.task_id,
+                         protocol="grpc", start=True).join()
+strategy = tf.distribute.ParameterServerStrategy(resolver)
+coordinator = tf.distribute.coordinator.ClusterCoordinator(strategy)
+true_w = np.random.default_rng(0).normal(size=(8, 1)).astype("float32")
+with strategy.scope():
+    w, b = tf.Variable(tf.zeros((8, 1))), tf.Variable(0.0)
+    steps = tf.Variable(0, dtype=tf.int64)
+
+def dataset_fn():
+    x = tf.random.stateless_normal((4096, 8), seed=[1, 2])
+    return tf.data.Dataset.from_tensor_slices((x, x @ true_w)).repeat().batch(32)
+
+iterator = iter(coordinator.create_per_worker_dataset(dataset_fn))
+
+@tf.function
+def step(iterator):
+    def replica(x, y):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean((x @ w + b - y) ** 2)
+        gw, gb = tape.gradient(loss, [w, b])
+        w.assign_sub(0.1 * gw)
+        b.assign_sub(0.1 * gb)
+        steps.assign_add(1)
+        return loss
+    return strategy.run(replica, args=next(iterator))
+
+results = [coordinator.schedule(step, args=(iterator,)) for _ in range(STEPS)]
+coordinator.join()
+losses = [float(r.fetch()) for r in results]
+print("RESULT " + json.dumps({"device": w.device, "steps": int(steps.numpy()), "first": losses[0],
+                              "last": losses[-1], "w_error": float(np.abs(w.numpy() - true_w).max())}), flush=True)
+os._exit(0)
+'''
+
+
+def test_parameter_server_strategy_cluster_of_separate_processes():
+    need("nsenter", "each task runs inside a network namespace (util-linux)")
+    tag = f"tp{os.getpid() % 10000}"
+    folder = Path(tempfile.mkdtemp(prefix="course_tfps_"))
+    script = folder / "ps_cluster.py"
+    script.write_text(PS_SCRIPT.replace("STEPS", "200"))
+    servers, chief = [], None
+    try:
+        with two_hosts(tag) as hosts:
+            (a_ns, a), (b_ns, b) = hosts
+            cluster = {"chief": [f"{a}:{PORT}"], "worker": [f"{a}:{PORT + 1}", f"{b}:{PORT + 1}"],
+                       "ps": [f"{b}:{PORT + 2}"]}
+            tasks = [("worker", 0, a_ns), ("worker", 1, b_ns), ("ps", 0, b_ns), ("chief", 0, a_ns)]
+            start = time.monotonic()
+            for kind, index, netns in tasks:
+                config = {"cluster": cluster, "task": {"type": kind, "index": index}}
+                proc = subprocess.Popen(["nsenter", f"--net={netns}", sys.executable, str(script)],
+                                        env=worker_env(config), cwd=folder, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+                servers.append(proc)
+            chief = servers.pop()
+            text = chief.communicate(timeout=TIMEOUT)[0]
+            seconds = time.monotonic() - start
+            assert chief.returncode == 0, text[-3000:]
+            assert all(p.poll() is None for p in servers), "a worker or the ps died"
+    finally:
+        for p in servers + ([chief] if chief else []):
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+        left = processes_mentioning(str(folder))
+        shutil.rmtree(folder, ignore_errors=True)
+    result = json.loads(text.split("RESULT ", 1)[1].splitlines()[0])
+    print(f"ParameterServerStrategy, chief + 2 workers + 1 ps across namespaces: {seconds:.1f} s; {result}")
+    assert result["device"].startswith("/job:ps/"), result  # the variables live on the parameter server
+    assert result["steps"] == 200, result                    # every scheduled step ran on a worker
+    assert result["last"] < result["first"] / 1000 and result["w_error"] < 1e-3, result
     assert not left, f"processes left behind: {left}"
     assert not Path(f"/run/netns/{tag}a").exists() and not Path(f"/run/netns/{tag}b").exists()
