@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from course_utils import netns
 from tests.helpers import IN_CI, ROOT, need
 
 pytestmark = pytest.mark.timeout(900)
@@ -88,40 +89,15 @@ def sandbox(tag: str):
 
 @contextmanager
 def two_hosts(tag: str):
-    """Two namespaces `{tag}a`/`{tag}b` joined by a veth pair; yields [(netns path, address), ...].
-
-    The addresses exist only inside the namespaces; both ends are called pe0, so one
-    GLOO_SOCKET_IFNAME=pe0 fits every host. Removed on exit, whatever happened."""
+    """Two hosts from course_utils.netns (10.77.N.1 and .2 on `pe0`, joined by a veth pair);
+    yields [(netns path, address), ...]. Removed, with what runs in them, on exit."""
     need("ip", "the two-host tests build network namespaces with iproute2")
-    names = [f"{tag}a", f"{tag}b"]
-    subnet = 10 + os.getpid() % 200  # a /24 of 10.77.0.0/16 per test process
-    addrs = [f"10.77.{subnet}.1", f"10.77.{subnet}.2"]
-    made = []
-    try:
-        for name in names:
-            done = run(["ip", "netns", "add", name])
-            if done.returncode:
-                unavailable(f"cannot create a network namespace: {done.stderr.strip()}")
-            made.append(name)
-        steps = [["ip", "link", "add", f"{tag}v0", "type", "veth", "peer", "name", f"{tag}v1"]]
-        for i, name in enumerate(names):
-            steps += [["ip", "link", "set", f"{tag}v{i}", "netns", name],
-                      ["ip", "-n", name, "link", "set", f"{tag}v{i}", "name", "pe0"],
-                      ["ip", "-n", name, "addr", "add", f"{addrs[i]}/24", "dev", "pe0"],
-                      ["ip", "-n", name, "link", "set", "pe0", "up"],
-                      ["ip", "-n", name, "link", "set", "lo", "up"]]
-        for step in steps:
-            done = run(step)
-            assert done.returncode == 0, f"{' '.join(step)}: {done.stderr}"
-        yield [(f"/run/netns/{name}", addr) for name, addr in zip(names, addrs)]
-    finally:
-        for name in made:
-            for pid in run(["ip", "netns", "pids", name]).stdout.split():  # anything still running there
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            run(["ip", "netns", "delete", name])  # deleting a namespace deletes its end of the pair
+    need("nsenter", "processes enter the namespaces with nsenter (util-linux)")
+    why = netns.unavailable()
+    if why:
+        unavailable(f"cannot create network namespaces: {why}")
+    with netns.hosts(2, prefix=tag) as hosts:
+        yield [(h.path, h.addr) for h in hosts]
 
 
 # --- a Slurm cluster in a temp folder ---
@@ -313,7 +289,7 @@ def test_one_node_two_process_job_equals_one_process(digits_npz, tmp_path):
     tag = f"sl{os.getpid() % 10000}"
     out = Path(tempfile.mkdtemp(prefix="course_slurm_out_"))
     try:
-        with sandbox(tag) as netns, slurm_cluster([("n1", "127.0.0.1", netns)], cpus=2) as cluster:
+        with sandbox(tag) as ns, slurm_cluster([("n1", "127.0.0.1", ns)], cpus=2) as cluster:
             start = time.monotonic()
             job = cluster.submit("--nodes=1", "--cpus-per-task=2", "--export=ALL,NPROC=2,OMP_NUM_THREADS=1",
                                  str(SBATCH), *train_args(digits_npz, out))
@@ -367,7 +343,7 @@ def test_two_node_job_runs_one_rank_per_namespaced_node(digits_npz, tmp_path):
     finally:
         shutil.rmtree(out, ignore_errors=True)
     no_leftovers(before)
-    assert not Path(f"/run/netns/{tag}a").exists() and not Path(f"/run/netns/{tag}b").exists()
+    assert not any(Path(path).exists() for path, _ in hosts)
 
 
 def test_a_job_still_running_is_cancelled_and_nothing_is_left(tmp_path):
@@ -375,7 +351,7 @@ def test_a_job_still_running_is_cancelled_and_nothing_is_left(tmp_path):
     before = set(processes_mentioning("slurmstepd"))
     tag = f"sl{os.getpid() % 10000}"
     marker = f"course_leftover_{os.getpid()}_{time.monotonic_ns()}"
-    with sandbox(tag) as netns, slurm_cluster([("n1", "127.0.0.1", netns)], cpus=2) as cluster:
+    with sandbox(tag) as ns, slurm_cluster([("n1", "127.0.0.1", ns)], cpus=2) as cluster:
         job = cluster.submit(f"--wrap=exec python3 -c 'import time; time.sleep(600)' {marker}")
         deadline = time.monotonic() + 60
         while not processes_mentioning(marker):
