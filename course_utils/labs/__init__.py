@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import secrets
+import sys
 from typing import Any, Callable
 
 import numpy as np
@@ -104,14 +105,22 @@ def call(fn: Callable, *args: Any, what: str = "your function") -> Any:
     answer are refused: the exercise is to write the function, not to pass ours back.
     """
     require_callable(fn, what)
-    if str(getattr(fn, "__module__", "") or "").startswith("course_utils."):
-        raise Wrong(f"{what} is the course's own `{getattr(fn, '__name__', fn)}` — write your own function")
+    if _course_function(fn):
+        raise Wrong(f"{what} is the course's own `{fn.__name__}` — write your own function")
     try:
         return fn(*args)
     except NotImplementedError as err:
         raise NotDone from err
     except (Exception, SystemExit) as err:  # the student's bug, reported in one line
         raise Wrong(f"{what} raised {_one_line(err)}") from err
+
+
+def _course_function(fn: Any) -> bool:
+    """True for a function that a ``course_utils`` module exports under its own name (a reference)."""
+    module, name = getattr(fn, "__module__", None), getattr(fn, "__name__", None)
+    if not (isinstance(module, str) and module.startswith("course_utils.") and isinstance(name, str)):
+        return False  # a lambda or closure made inside a checker has a course module but no such name
+    return getattr(sys.modules.get(module), name, None) is fn
 
 
 def _one_line(err: BaseException) -> str:
