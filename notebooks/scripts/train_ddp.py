@@ -18,6 +18,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
+from course_utils.dist import backend, device as rank_device  # NCCL + cuda:LOCAL_RANK only with a GPU per rank
+
 
 def parse_args():
     p = argparse.ArgumentParser()
@@ -49,10 +51,10 @@ def lr_at(step, args):
 
 def main():
     args = parse_args()
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    dist.init_process_group(backend())  # "nccl" with a GPU per rank, else "gloo"
     rank, world_size = dist.get_rank(), dist.get_world_size()
     local_rank = int(os.environ.get("LOCAL_RANK", 0))  # set by torchrun
-    device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    device = rank_device()  # cuda:LOCAL_RANK, or cpu when there are fewer GPUs than ranks
     data = load(args.data)
     model = DDP(make_model(args.seed).to(device), device_ids=[local_rank] if device.type == "cuda" else None)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr)
