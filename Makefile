@@ -9,7 +9,7 @@ LAB_ARGS ?=
 ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root)   # containers often run as root
 SLIDES ?= notebooks/*.ipynb
 
-.PHONY: setup lab test execute slides book gpu grade clean help
+.PHONY: setup lab test execute slides book gpu gpu-check grade clean help
 help:
 	@echo "make lab      set up if needed, then start JupyterLab on $(HOST):$(PORT) (token login)"
 	@echo "make test     set up if needed, then run every test (unit, notebooks, labs, browser)"
@@ -17,6 +17,7 @@ help:
 	@echo "make slides   build offline reveal.js decks into slides/ (SLIDES=path.ipynb for one)"
 	@echo "make book     build the offline course website into book/_build/html (stored outputs)"
 	@echo "make gpu      swap tensorflow-cpu for the CUDA build of TensorFlow (GPU machines)"
+	@echo "make gpu-check  on a GPU machine: run lessons 00, 09, 12-17 under nbval, report in gpu_report/REPORT.md"
 	@echo "make grade    run SUBMISSIONS=dir/ (dir/<student>/<lab>.ipynb) and report to GRADE_OUT (CSV + HTML)"
 
 setup: $(VENV)/.installed
@@ -54,6 +55,9 @@ book/node_modules/.installed: book/package.json book/package-lock.json
 gpu: setup
 	$(BIN)/python -m pip uninstall --yes tensorflow-cpu
 	$(BIN)/python -m pip install -c constraints.txt "tensorflow[and-cuda]==2.21.0"
+
+gpu-check: setup
+	$(BIN)/python tools/gpu_check.py --out gpu_report
 
 SUBMISSIONS ?=
 GRADE_OUT ?= grade_report
