@@ -1,10 +1,15 @@
 """Small helpers shared by the tests."""
+import contextlib
+import functools
+import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
@@ -66,3 +71,34 @@ def check_line(capsys, check_fn, *answers) -> tuple[bool, str]:
 def stub(*args):
     """A starter's unfinished exercise."""
     raise NotImplementedError
+
+
+@contextlib.contextmanager
+def serve(folder: Path):
+    """Serve ``folder`` over HTTP on 127.0.0.1 (a free port, no request log); yield the base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def only_local(outside: list[str]):
+    """A playwright route handler: requests to 127.0.0.1 (and data:/blob:) go through; every other
+    request is aborted and its URL appended to ``outside``."""
+    def route(r):
+        url = r.request.url
+        if url.startswith(("data:", "blob:")) or urlparse(url).hostname == "127.0.0.1":
+            r.continue_()
+        else:
+            outside.append(url)
+            r.abort()
+    return route

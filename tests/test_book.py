@@ -6,25 +6,17 @@ image must load, math must be typeset by MathJax 3, stored widgets (progress bar
 internal link must resolve, each page must offer its own notebook for download, and the pages must be
 exactly the course map's lessons and labs, in the map's order.
 """
-import functools
-import http.server
 import subprocess
-import threading
 import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
 
-from tests.helpers import ROOT, need
+from tests.helpers import ROOT, need, only_local, serve
 from tests.test_course_map import map_table, parse
 
 HTML = ROOT / "book" / "_build" / "html"
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
 
 
 def expected_pages() -> list[tuple[str, str]]:
@@ -54,12 +46,8 @@ def site():
                          timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     print(f"make book: {time.perf_counter() - start:.0f} s; {out.stdout.strip().splitlines()[-1]}")
-    handler = functools.partial(QuietHandler, directory=str(HTML))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
+    with serve(HTML) as url:
+        yield url
 
 
 def test_site_refers_to_no_cdn(site):
@@ -80,7 +68,9 @@ def test_navigation_is_the_course_map(site):
     assert nav == expected_pages()
     built = sorted(str(p.relative_to(HTML).with_suffix("")) for d in ("notebooks", "labs")
                    for p in (HTML / d).rglob("*.html"))
-    assert built == sorted(page for _, page in nav), "the site has pages the course map does not list"
+    guides = sorted(f"notebooks/scripts/{p.stem}" for p in (ROOT / "notebooks" / "scripts").glob("*.md"))
+    assert built == sorted([page for _, page in nav] + guides), \
+        "the site has pages the course map does not list (besides the guides in notebooks/scripts/)"
 
 
 def test_every_page_offers_its_own_notebook(site):
@@ -104,15 +94,7 @@ def test_every_page_works_offline_in_chromium(site):
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
         tab = browser.new_page()
 
-        def only_local(route):
-            url = route.request.url
-            if url.startswith(("data:", "blob:")) or urlparse(url).hostname == "127.0.0.1":
-                route.continue_()
-            else:
-                outside.append(url)
-                route.abort()
-
-        tab.route("**/*", only_local)
+        tab.route("**/*", only_local(outside))
         tab.on("requestfailed", lambda r: failed.append(f"{r.url} ({r.failure})"))
         tab.on("response", lambda r: r.status >= 400 and failed.append(f"{r.url} ({r.status})"))
         for page in pages:

@@ -18,13 +18,12 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlparse
 
 import nbformat
 import psutil
 import pytest
 
-from tests.helpers import ROOT, need
+from tests.helpers import ROOT, need, only_local
 
 JUPYTER = Path(sys.executable).parent / "jupyter"
 LESSON = ROOT / "notebooks" / "00_start_here.ipynb"
@@ -107,18 +106,10 @@ def chromium_context():
     outside: list[str] = []
     errors: list[str] = []
 
-    def only_local(route):
-        url = route.request.url
-        if url.startswith(("data:", "blob:")) or urlparse(url).hostname == "127.0.0.1":
-            route.continue_()
-        else:
-            outside.append(url)
-            route.abort()
-
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
         context = browser.new_context(viewport={"width": 1280, "height": 900})
-        context.route("**/*", only_local)
+        context.route("**/*", only_local(outside))
         context.on("page", lambda page: page.on("pageerror", lambda e: errors.append(str(e))))
         try:
             yield context, outside, errors

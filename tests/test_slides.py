@@ -5,27 +5,18 @@ Chromium loads them one after another. Each deck must have one horizontal slide 
 metadata says "slide" (and one more vertical slide per "subslide"), show the lesson's title, be styled by
 reveal.js and its theme, and load everything locally: any request off 127.0.0.1 is aborted and fails the test.
 """
-import functools
-import http.server
 import json
 import subprocess
-import threading
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 
-from tests.helpers import ROOT, need
+from tests.helpers import ROOT, need, only_local, serve
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 SLIDES = ROOT / "slides"
 BUILD_S: dict[str, float] = {}
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
 
 
 def slide_counts(notebook: Path) -> tuple[int, int]:
@@ -44,12 +35,8 @@ def decks():
     BUILD_S["all"] = time.monotonic() - start
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     print(f"\n`make slides` built {len(NOTEBOOKS)} decks in {BUILD_S['all']:.1f} s")
-    handler = functools.partial(QuietHandler, directory=str(SLIDES))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve(SLIDES) as url:
+        yield url.rstrip("/")
 
 
 @pytest.fixture(scope="module")
@@ -80,15 +67,7 @@ def test_deck_renders_offline_in_chromium(decks, browser, notebook):
     outside, failed = [], []
     page = browser.new_page()
 
-    def only_local(route):
-        host = urlparse(route.request.url).hostname
-        if route.request.url.startswith(("data:", "blob:")) or host == "127.0.0.1":
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()
-
-    page.route("**/*", only_local)
+    page.route("**/*", only_local(outside))
     page.on("requestfailed", lambda r: failed.append(r.url))
     try:
         page.goto(f"{decks}/{notebook.stem}.slides.html")
