@@ -275,3 +275,8 @@ def test_energy_distance_separates_distributions():
     collapsed = check.CENTRES[0] + check.STD * np.random.default_rng(1).normal(size=(1000, 2))
     assert check.energy_distance(a, b) < 0.01 < check.energy_distance(a, collapsed)
     assert np.isclose(check.mode_shares(a).sum(), 1.0, atol=0.01)
+
+
+def test_q3_with_an_empty_training_log_is_not_done_yet_and_shows_no_hint(capsys):
+    ok, line = check_line(capsys, partial(check.q3, losses=[]), untrained_generator())
+    assert not ok and "not done yet" in line and "hint" not in line
