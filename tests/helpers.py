@@ -102,3 +102,23 @@ def only_local(outside: list[str]):
             outside.append(url)
             r.abort()
     return route
+
+
+def raisers() -> list:
+    """Student functions that raise what careless checker code meets: a failed float→int, an
+    overflow, a missing key, even ``sys.exit``."""
+    def raiser(exc):
+        def answer(*args):
+            raise exc
+        return answer
+    return [raiser(e) for e in (ValueError("cannot convert float NaN to integer"), OverflowError(), KeyError(1),
+                                SystemExit(2))]
+
+
+def every_answer_gives_one_line(capsys, q, answers) -> None:
+    """Each answer (and each of ``raisers()``) gets one ✘ line from ``q``: never a traceback, never the
+    core's 'could not be checked' (which would mean a bug in the checker)."""
+    for answer in list(answers) + raisers():
+        ok, out = q(answer), capsys.readouterr().out
+        assert not ok and out.startswith("✘") and "Traceback" not in out, out
+        assert "could not be checked" not in out, out
