@@ -310,3 +310,11 @@ def test_hints_start_conceptual_then_concrete(capsys):
 def test_gpu_objects_compare_by_value():  # why the lab keeps GPUs by position, not as dict keys
     assert GPU("A100-80GB", 80, 100) == GPU("A100-80GB", 80, 100)
     assert len({GPU("A100-80GB", 80, 100): 1, GPU("A100-80GB", 80, 100): 2}) == 1
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_every_draw_of_q2_catches_sorting_the_jobs(seed):
+    """q2's hidden inputs are fresh on every run, so the shortcut must fail on every draw, not most."""
+    g = np.random.default_rng(seed)
+    assert any(not np.array_equal(best_fit_sorted(j, gp), lab06.reference_place(j, gp))
+               for j, gp in lab06.placement_instances(g))

@@ -198,8 +198,16 @@ def q1(fits):
 
 # --- q2 ----------------------------------------------------------------------------------------------
 
+def _placed_sorted(jobs, gpus) -> np.ndarray:
+    """Best fit run on the jobs sorted largest first, reported in the order given."""
+    order = decreasing(jobs)
+    where = dict(zip((j.id for j in order), reference_place(order, gpus)))
+    return np.array([where[j.id] for j in jobs])
+
+
 def placement_instances(g):
-    """(jobs, gpus) in placement order; always one where first fit and one where worst fit differ from best fit."""
+    """(jobs, gpus) in placement order; always one where first fit and one where worst fit differ from best
+    fit, and a shuffled one where sorting the jobs first changes where they go."""
     for _ in range(200):
         cases = []
         for k in range(4):
@@ -211,7 +219,8 @@ def placement_instances(g):
             cases.append((jobs, gpus))
         best = [reference_place(j, gp) for j, gp in cases]
         if any(not np.array_equal(b, reference_place(j, gp, "first")) for b, (j, gp) in zip(best, cases)) and \
-           any(not np.array_equal(b, reference_place(j, gp, "worst")) for b, (j, gp) in zip(best, cases)):
+           any(not np.array_equal(b, reference_place(j, gp, "worst")) for b, (j, gp) in zip(best, cases)) and \
+           not np.array_equal(best[3], _placed_sorted(*cases[3])):
             return cases
     raise RuntimeError("no instance where the rules differ")  # never seen
 
