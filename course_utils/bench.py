@@ -4,6 +4,7 @@
     t = measure(lambda: model(x), warmup=2, repeats=7, sync=torch_sync(x.device))
     print(t)                # 12.3 ms median (IQR 11.9 ms–12.8 ms, 7 repeats after 2 warm-up)
     t.median, t.spread, t.samples   # seconds; spread = (first quartile, third quartile)
+    t.interval(), t.trimmed_mean()  # 95 % bootstrap interval of the median; MLPerf-style trimmed mean
     rate = t.per(len(x), "images/s")  # the same repeats as a throughput: 64 / each sample
 
 What comes back is the same on CPU and GPU: a ``Timing`` holding every timed repeat (seconds, wall
@@ -64,6 +65,14 @@ class Timing:
     min = property(lambda self: min(self.samples))
     max = property(lambda self: max(self.samples))
 
+    def interval(self, level: float = 0.95, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
+        """Bootstrap percentile interval of the median (see ``bootstrap_ci``)."""
+        return bootstrap_ci(self.samples, level, resamples, seed)
+
+    def trimmed_mean(self, drop: int = 1) -> float:
+        """MLPerf-style "olympic" mean: drop the ``drop`` lowest and highest samples (see ``trimmed_mean``)."""
+        return trimmed_mean(self.samples, drop)
+
     @property
     def spread(self) -> tuple[float, float]:
         """The interquartile range as (q1, q3): the middle half of the samples lies in it."""
@@ -76,9 +85,11 @@ class Timing:
         return Timing(tuple(items / s for s in self.samples), unit, self.warmup)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain numbers for JSON: the samples and the summary statistics."""
+        """Plain numbers for JSON: the samples and the summary statistics (interval: 95 % bootstrap)."""
+        lo, hi = self.interval() if self.n > 1 else (self.median, self.median)
         return dict(samples=list(self.samples), unit=self.unit, warmup=self.warmup, median=self.median,
-                    q1=self.q1, q3=self.q3, mean=self.mean, min=self.min, max=self.max)
+                    q1=self.q1, q3=self.q3, mean=self.mean, min=self.min, max=self.max, ci_lo=lo, ci_hi=hi,
+                    trimmed_mean=self.trimmed_mean() if self.n > 2 else self.mean)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Timing":
@@ -88,6 +99,40 @@ class Timing:
         u = self.unit
         return (f"{_fmt(self.median, u)} median (IQR {_fmt(self.q1, u)}–{_fmt(self.q3, u)}, "
                 f"{self.n} repeats after {self.warmup} warm-up)")
+
+
+def _values(samples) -> list[float]:
+    values = [float(v) for v in samples]
+    if not values or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"need at least one sample, all finite numbers; got {samples!r}")
+    return values
+
+
+def bootstrap_ci(samples, level: float = 0.95, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the median: draw ``resamples`` samples of the same size with
+    replacement, take each one's median, return the (1-level)/2 and (1+level)/2 quantiles of those.
+    Seeded, so the same samples give the same interval. With few samples it is wide — as it should be."""
+    import numpy as np
+    values = np.asarray(_values(samples))
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 100:
+        raise ValueError(f"resamples must be an integer >= 100, got {resamples!r}")
+    draws = np.random.default_rng(seed).choice(values, size=(resamples, values.size), replace=True)
+    medians = np.median(draws, axis=1)
+    lo, hi = np.quantile(medians, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def trimmed_mean(samples, drop: int = 1) -> float:
+    """MLPerf Training's "olympic" scoring: sort, drop the ``drop`` fastest and ``drop`` slowest
+    results, average the rest. Needs more than ``2 * drop`` samples."""
+    values = sorted(_values(samples))
+    if isinstance(drop, bool) or not isinstance(drop, int) or drop < 0 or len(values) <= 2 * drop:
+        raise ValueError(f"trimmed_mean drops {drop!r} from each end: needs an integer drop >= 0 and more "
+                         f"than {2 * drop if isinstance(drop, int) else '2*drop'} samples, got {len(values)}")
+    kept = values[drop:len(values) - drop]
+    return statistics.fmean(kept)
 
 
 def measure(fn: Callable[[], Any], *, warmup: int = 2, repeats: int = 7,
