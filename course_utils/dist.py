@@ -330,3 +330,56 @@ def tf_workers(script: str | os.PathLike, nworkers: int = 2, args: list | tuple 
     cmds = {i: [sys.executable, "-u", path, *map(str, args)] for i in range(nworkers)}
     envs = {i: {**base, "TF_CONFIG": tf_config(ports, i)} for i in range(nworkers)}
     return _run(cmds, envs, cwd, timeout, stream, "worker", nworkers)
+
+
+# --- Horovod -------------------------------------------------------------------------------------
+
+# horovodrun's rendezvous server (an HTTP server in the launcher) binds ("", port), every interface.
+# This shim binds it to 127.0.0.1, tags each worker line "[rank N] " and gives each worker RANK (so
+# clean-up can name the ranks still running), reports the first failed rank like torchrun's "Root
+# Cause" summary, then runs horovodrun unchanged (horovod.runner.launch.run_commandline).
+_LOOPBACK_HOROVODRUN = """
+import re, sys
+import horovod.runner.gloo_run as g, horovod.runner.http.http_server as h
+import horovod.runner.common.util.safe_shell_exec as s
+from horovod.runner.launch import run_commandline
+_find, _slot, _prefix = h.find_port, g.create_slot_env_vars, s.prefix_connection
+h.find_port = lambda factory: _find(lambda addr: factory(("127.0.0.1", addr[1])))
+g.create_slot_env_vars = lambda slot: {**_slot(slot), "RANK": str(slot.rank)}
+class Tagged:
+    def __init__(self, dst, tag): self.dst, self.tag = dst, tag
+    def write(self, text): self.dst.write(self.tag + text)
+    def flush(self): self.dst.flush()
+s.prefix_connection = lambda src, dst, prefix, index, stamp: _prefix(
+    src, dst if index is None else Tagged(dst, f"[rank {index}] "), None, None, stamp)
+sys.argv[0] = "horovodrun"
+try:
+    run_commandline()
+except RuntimeError as err:
+    m = re.search(r"Process name: (\\d+)\\s+Exit code: (-?\\d+)", str(err))
+    if not m:
+        raise
+    print(f"Root Cause (first observed failure): rank : {m[1]} exitcode : {m[2]}", flush=True)
+    sys.exit(1)
+"""
+
+
+def horovodrun(script: str | os.PathLike, nprocs: int = 2, args: list | tuple = (), timeout: float = 120,
+               threads: int | None = None, env: dict | None = None, cwd: str | None = None,
+               stream: bool = True) -> LaunchResult:
+    """Run ``horovodrun --gloo -np N -H localhost:N --network-interface lo python -u script *args``.
+
+    Horovod (built by ``make horovod``) with Gloo on the CPU; same streaming, timeout, threads,
+    clean-up and ``DistError`` (naming the failing rank) as ``torchrun``. The script calls
+    ``hvd.init()`` and reads ``hvd.rank()`` / ``hvd.size()``. Loopback only: the launcher's rendezvous
+    server is bound to 127.0.0.1 (``_LOOPBACK_HOROVODRUN``); ``--network-interface lo`` makes
+    Horovod give the workers ``HOROVOD_GLOO_IFACE=lo``, so Gloo's sockets bind 127.0.0.1.
+    """
+    path = _script(script, cwd)
+    try:
+        import horovod.runner.launch  # noqa: F401  (the launcher; the workers import horovod.torch)
+    except ImportError as err:
+        raise DistError(f"Horovod is not installed in this environment ({err}): run `make horovod`") from None
+    cmd = [sys.executable, "-c", _LOOPBACK_HOROVODRUN, "--gloo", "-np", str(nprocs), "-H", f"localhost:{nprocs}",
+           "--network-interface", "lo", "--disable-cache", sys.executable, "-u", path, *map(str, args)]
+    return _run({0: cmd}, {0: _worker_env(nprocs, threads, env)}, cwd, timeout, stream, "rank", nprocs)
