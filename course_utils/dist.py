@@ -3,14 +3,17 @@
     from course_utils.dist import torchrun, tf_workers, DistError
     res = torchrun("scripts/ddp_equivalence.py", nprocs=2, args=["--steps", "3"], timeout=120)
     res = tf_workers("scripts/tf_multiworker.py", nworkers=2, timeout=120)
+    res = tf_ps_cluster("scripts/tf_ps_train.py", workers=2, ps=1, timeout=120)
 
-Both stream every worker's output into the cell, each line prefixed ``[rank 0] `` (``[worker 0] ``
-for TensorFlow), and return a ``LaunchResult`` once every worker has exited with status 0.
+They stream every worker's output into the cell, each line prefixed ``[rank 0] `` (``[worker 0] ``,
+``[chief] ``, ``[ps 0] `` for TensorFlow), and return a ``LaunchResult`` once every worker has exited
+with status 0 (for ``tf_ps_cluster``: once the chief has).
 What they take care of, so the lesson does not have to:
 
 - a free port on 127.0.0.1 for every launch (two notebooks on one machine never collide), torchrun's
-  rendezvous store bound to 127.0.0.1, and gloo / NCCL told to use the loopback interface (exception:
-  TensorFlow's gRPC server, see ``tf_workers``);
+  rendezvous store bound to 127.0.0.1, and gloo / NCCL told to use the loopback interface; TensorFlow's
+  gRPC servers, which cannot be bound (they listen on ``*:P``), run in a network namespace that has
+  only ``lo`` where the platform allows it (see ``tf_workers``, ``confine``);
 - threads: each worker gets ``OMP_NUM_THREADS = max(1, cores // workers)`` (and the TensorFlow
   equivalents), because processes × threads above the core count is many times slower;
 - failing fast and cleaning up: a worker that raises, exits non-zero or outlives ``timeout`` makes the
@@ -27,6 +30,7 @@ POSIX only (Linux, macOS): torchrun's process groups and signals do not exist on
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -227,10 +231,15 @@ def torchrun(script: str | os.PathLike, nprocs: int = 2, args: list | tuple = ()
                     raise
 
 
+def _who(label: str, key) -> str:
+    return f"{label} {key}" if label else str(key)
+
+
 def _run(cmds: dict[int, list[str]], envs: dict[int, dict], cwd: str | None, timeout: float,
-         stream: bool, label: str, nworkers: int) -> LaunchResult:
-    """Start the commands, stream their lines, enforce the timeout, always clean up."""
-    launch_id, start = envs[0][MARKER], time.perf_counter()
+         stream: bool, label: str, nworkers: int, main=None) -> LaunchResult:
+    """Start the commands, stream their lines, enforce the timeout, always clean up. With ``main``
+    (a key of ``cmds``) the launch ends when that process exits; any other one exiting first fails it."""
+    launch_id, start = next(iter(envs.values()))[MARKER], time.perf_counter()
     lines: dict[int, list[str]] = {r: [] for r in range(nworkers)}
     launcher: list[str] = []
     torch_mode = label == "rank"  # one torchrun process whose output carries "[rank N] " prefixes
@@ -248,8 +257,10 @@ def _run(cmds: dict[int, list[str]], envs: dict[int, dict], cwd: str | None, tim
                 key, line = None, ""
             if line is None:
                 open_streams -= 1
-                if not torch_mode and procs[key].wait() != 0:
-                    raise _failure(label, key, procs[key].returncode, lines, launcher)
+                if not torch_mode and (procs[key].wait() != 0 or main not in (None, key)):
+                    raise _failure(label, key, procs[key].returncode, lines, launcher, main)
+                if key == main:
+                    break
             elif key is not None:
                 m = _PREFIX.match(line) if torch_mode else None
                 rank, text = (int(m.group(1)), m.group(2)) if m else (None if torch_mode else key, line)
@@ -258,21 +269,21 @@ def _run(cmds: dict[int, list[str]], envs: dict[int, dict], cwd: str | None, tim
                 else:
                     lines.setdefault(rank, []).append(text)
                     if stream:
-                        print(f"[{label} {rank}] {text}", flush=True)
+                        print(f"[{_who(label, rank)}] {text}", flush=True)
             if open_streams and time.perf_counter() > deadline:
                 raise _timeout(label, timeout, procs, lines, launch_id)
-        code = max((p.wait() for p in procs.values()), key=abs)
+        code = procs[main].returncode if main is not None else max((p.wait() for p in procs.values()), key=abs)
         if code != 0:
             raise _failure(label, None, code, lines, launcher)
         return LaunchResult(code, time.perf_counter() - start, lines, launcher)
     except KeyboardInterrupt:
-        print(f"[dist] interrupted: stopping every {label}", flush=True)
+        print(f"[dist] interrupted: stopping every {label or 'process'}", flush=True)
         raise
     finally:
         kill_all(list(procs.values()), launch_id)
 
 
-def _failure(label: str, key: int | None, code: int, lines: dict, launcher: list[str]) -> DistError:
+def _failure(label: str, key: int | None, code: int, lines: dict, launcher: list[str], main=None) -> DistError:
     text = "\n".join(launcher)
     if key is None:  # torchrun: its summary names the first failed rank
         m = re.search(r"Root Cause.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", text, re.S)
@@ -285,7 +296,8 @@ def _failure(label: str, key: int | None, code: int, lines: dict, launcher: list
         return DistError(f"the launcher failed (exit code {code}) before any worker reported an error:\n"
                          f"{_tail(useful)}", None, lines)
     why = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-    return DistError(f"{label} {key} failed ({why}); its last lines:\n{_tail(lines.get(key, []))}", key, lines)
+    what = "failed" if main in (None, key) else f"stopped before {_who(label, main)} finished"
+    return DistError(f"{_who(label, key)} {what} ({why}); its last lines:\n{_tail(lines.get(key, []))}", key, lines)
 
 
 def _timeout(label: str, timeout: float, procs: dict, lines: dict, launch_id: str) -> DistError:
@@ -298,13 +310,13 @@ def _timeout(label: str, timeout: float, procs: dict, lines: dict, launch_id: st
     else:
         running = [k for k, p in procs.items() if p.poll() is None]
     rank = running[0] if running else None
-    who = ", ".join(f"{label} {r}" for r in running) or "the launcher"
-    shown = f"\n{label} {rank}'s last lines:\n{_tail(lines.get(rank, []))}" if rank is not None else ""
+    who = ", ".join(_who(label, r) for r in running) or "the launcher"
+    shown = f"\n{_who(label, rank)}'s last lines:\n{_tail(lines.get(rank, []))}" if rank is not None else ""
     return DistError(f"timed out after {timeout:g} s; still running: {who} (hung in a collective, "
                      f"waiting for a peer, or just slow? raise timeout=...){shown}", rank, lines)
 
 
-# --- TensorFlow workers ----------------------------------------------------------------------------
+# --- TensorFlow workers and clusters ---------------------------------------------------------------
 
 def tf_config(ports: list[int], index: int) -> str:
     """The TF_CONFIG of worker ``index`` in a cluster of workers on 127.0.0.1 at ``ports``."""
@@ -312,24 +324,92 @@ def tf_config(ports: list[int], index: int) -> str:
                        "task": {"type": "worker", "index": index}})
 
 
+@contextlib.contextmanager
+def _confined(confine: bool | str):
+    """Yield how to wrap a command: into a fresh network namespace with only ``lo`` (course_utils.netns),
+    removed on exit with what runs in it; or, where that cannot be made (``confine="auto"``) or is not
+    wanted (``False``), unchanged, after one notice. ``confine=True`` fails where it cannot be made."""
+    from course_utils import netns
+    if confine not in (True, False, "auto"):
+        raise ValueError(f"confine must be True, False or 'auto', not {confine!r}")
+    why = netns.unavailable() if confine else "confine=False"
+    if why and confine is True:
+        raise DistError(f"confine=True, but no loopback-only network namespace can be made here: {why}")
+    if why:
+        print(f"[course_utils.dist] notice: TensorFlow's gRPC servers listen on ALL network interfaces (*:port) "
+              f"while this launch runs — TensorFlow has no option to bind them to {HOST}, and they run outside "
+              f"a loopback-only network namespace ({why}).", file=sys.stderr, flush=True)
+        yield list
+        return
+    with netns.loopback_only(prefix="cutf") as host:
+        yield host.wrap
+
+
 def tf_workers(script: str | os.PathLike, nworkers: int = 2, args: list | tuple = (), timeout: float = 120,
                threads: int | None = None, env: dict | None = None, cwd: str | None = None,
-               stream: bool = True) -> LaunchResult:
+               stream: bool = True, confine: bool | str = "auto") -> LaunchResult:
     """Run ``nworkers`` copies of ``python script *args``, each with its own ``TF_CONFIG``.
 
     Worker i gets ``{"cluster": {"worker": [...]}, "task": {"type": "worker", "index": i}}`` with
     free ports on 127.0.0.1 (what MultiWorkerMirroredStrategy reads). Same streaming, timeout,
     threads and clean-up as ``torchrun``; the first worker to fail stops the others at once.
-    Known exception to "loopback only": TensorFlow's gRPC server (``tf.distribute.Server``, started
-    by the strategy) listens on all interfaces at those ports while the workers run; TensorFlow has
-    no option to bind it (tests/test_listening.py keeps this as a strict xfail).
+
+    Loopback only: TensorFlow's gRPC server (``tf.distribute.Server``, started by the strategy) listens
+    on ALL interfaces (``*:P``) whatever TF_CONFIG says, and TensorFlow has no option to bind it. So with
+    ``confine="auto"`` (default) or ``True`` the workers run in a fresh network namespace that has only
+    ``lo`` (Linux, root, iproute2: ``course_utils.netns``), where ``*:P`` is reachable from nothing but
+    the launch itself; the namespace is removed afterwards. Where that is impossible ("auto") or with
+    ``confine=False``, they run on the machine's network after a one-line notice; ``True`` then raises.
     """
     path = _script(script, cwd)
     base = _worker_env(nworkers, threads, env)
     ports = free_ports(nworkers)
-    cmds = {i: [sys.executable, "-u", path, *map(str, args)] for i in range(nworkers)}
-    envs = {i: {**base, "TF_CONFIG": tf_config(ports, i)} for i in range(nworkers)}
-    return _run(cmds, envs, cwd, timeout, stream, "worker", nworkers)
+    with _confined(confine) as wrap:
+        cmds = {i: wrap([sys.executable, "-u", path, *map(str, args)]) for i in range(nworkers)}
+        envs = {i: {**base, "TF_CONFIG": tf_config(ports, i)} for i in range(nworkers)}
+        return _run(cmds, envs, cwd, timeout, stream, "worker", nworkers)
+
+
+# A worker or parameter server of a ParameterServerStrategy cluster only serves: the chief's
+# ClusterCoordinator sends it the work. More inter-op threads than workers, or on 2 cores they deadlock.
+_TF_SERVER = """
+import course_utils, tensorflow as tf
+r = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+spec = r.cluster_spec()
+config = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=len(spec.job_tasks("worker")) + 1)
+server = tf.distribute.Server(spec, job_name=r.task_type, task_index=r.task_id, protocol="grpc", config=config)
+print(f"serving {r.task_type} {r.task_id} at {spec.task_address(r.task_type, r.task_id)}", flush=True)
+server.join()
+"""
+
+
+def tf_ps_cluster(script: str | os.PathLike, workers: int = 2, ps: int = 1, args: list | tuple = (),
+                  timeout: float = 120, threads: int | None = None, env: dict | None = None,
+                  cwd: str | None = None, stream: bool = True, confine: bool | str = "auto") -> LaunchResult:
+    """A ``ParameterServerStrategy`` cluster of separate processes: the chief runs ``python script *args``
+    (it builds the strategy and a ``ClusterCoordinator`` from ``TF_CONFIG``); ``workers`` worker and
+    ``ps`` parameter-server processes run a server that waits for the chief's work (``_TF_SERVER``).
+
+    Every process gets ``TF_CONFIG`` with the whole cluster ({"chief": [1], "worker": [...], "ps": [...]},
+    free ports on 127.0.0.1) and its own task. Output lines are prefixed ``[chief]``, ``[worker i]``,
+    ``[ps i]``; ``lines`` is keyed "chief", "worker 0", ..., "ps 0". The launch ends when the chief exits:
+    status 0 returns, and the servers are then stopped; a chief failure, or a server exiting while the
+    chief runs, raises ``DistError`` naming it; so does ``timeout``. ``confine`` as in ``tf_workers``.
+    """
+    path = _script(script, cwd)
+    n = 1 + workers + ps
+    base = _worker_env(n, threads, env)
+    tasks = [("chief", 0)] + [("worker", i) for i in range(workers)] + [("ps", i) for i in range(ps)]
+    ports, cluster = iter(free_ports(n)), {}
+    for kind, _ in tasks:
+        cluster.setdefault(kind, []).append(f"{HOST}:{next(ports)}")
+    names = {("chief" if kind == "chief" else f"{kind} {i}"): (kind, i) for kind, i in tasks}
+    with _confined(confine) as wrap:
+        cmds = {name: wrap([sys.executable, "-u", *([path, *map(str, args)] if kind == "chief" else ["-c", _TF_SERVER])])
+                for name, (kind, i) in names.items()}
+        envs = {name: {**base, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": kind, "index": i}})}
+                for name, (kind, i) in names.items()}
+        return _run(cmds, envs, cwd, timeout, stream, "", 0, main="chief")
 
 
 # --- Horovod -------------------------------------------------------------------------------------

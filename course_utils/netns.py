@@ -7,9 +7,9 @@
 
 Each host is a namespace with ``lo`` and one interface named ``pe0`` (the same name on every host, so
 one ``GLOO_SOCKET_IFNAME=pe0`` / ``NCCL_SOCKET_IFNAME=pe0`` serves them all). Two hosts are joined by a
-veth pair; more than two are joined by a bridge living in a third, hidden namespace. ``hosts(1,
-link=False)`` gives one namespace with only ``lo``: a sandbox where a program that listens on every
-interface is still reachable only from inside it.
+veth pair; one host, or more than two, are joined by a bridge living in an extra, hidden namespace.
+``hosts(1, link=False)`` (or ``loopback_only()``) gives one namespace with only ``lo``: a sandbox where
+a program that listens on every interface is still reachable only from inside it.
 
 The addresses (10.77.N.x/24, N chosen per call so two test runs do not clash) exist only inside these
 namespaces: nothing here talks to the machine's real network. On leaving the ``with`` block — normally,
@@ -144,7 +144,7 @@ def hosts(n: int = 2, link: bool = True, prefix: str = "cu"):
             _ip("-n", name, "link", "set", "lo", "up")
         result = [Host(name, None, None) for name in names]
         if link:
-            if n > 2:
+            if n != 2:  # one host, or three and more: each veth's other end goes on a bridge
                 _ip("netns", "add", bridge_ns)
                 made.append(bridge_ns)
                 _ip("-n", bridge_ns, "link", "add", "br0", "type", "bridge")
@@ -173,6 +173,16 @@ def hosts(n: int = 2, link: bool = True, prefix: str = "cu"):
         remove(made)
         if signal.getsignal(signal.SIGTERM) is _raise_interrupt:
             signal.signal(signal.SIGTERM, prev)
+
+
+@contextlib.contextmanager
+def loopback_only(prefix: str = "culo"):
+    """One namespace with only ``lo`` (up), as a ``Host``; removed with what runs in it on exit.
+
+    What it is for: a program that listens on every interface (``*:P``) is, in there, reachable only
+    from processes inside the same namespace — nothing on any network can connect to it."""
+    with hosts(1, link=False, prefix=prefix) as (host,):
+        yield host
 
 
 def _main_thread() -> bool:

@@ -1,4 +1,5 @@
-"""MultiWorkerMirroredStrategy across two pretend hosts (network namespaces), not just 127.0.0.1.
+"""MultiWorkerMirroredStrategy across two pretend hosts (network namespaces), not just 127.0.0.1;
+a ParameterServerStrategy cluster of separate processes launched by course_utils.dist.tf_ps_cluster.
 
 scripts/tf_multiworker.py runs unchanged: it reads the cluster from TF_CONFIG, which here names the
 namespaces' own addresses (10.77.x.1 and 10.77.x.2). TensorFlow's gRPC server listens on every
@@ -6,9 +7,12 @@ interface whatever TF_CONFIG says; inside a namespace that has only `lo` and the
 still reachable only from these two hosts. Both workers must end with identical weights, equal to
 one worker training on the whole batch; the per-replica-mean mistake must differ.
 
-Then a ParameterServerStrategy cluster of separate processes across the same two hosts: the chief
-and worker 0 on one, worker 1 and the parameter server on the other. The chief's ClusterCoordinator
-schedules steps on the workers; the variables live on the ps task. No process or namespace is left.
+Then lesson 13's parameter-server training, scripts/tf_ps_train.py, as the chief of a cluster that
+``tf_ps_cluster`` starts: a chief (the ClusterCoordinator), two worker processes and a parameter server,
+confined to a network namespace with only `lo`. The variables live on the ps task, every scheduled
+step runs, the staleness counter passes its two controls. And the launcher's own promises: a chief
+that fails, a server that dies while the chief runs, and a chief that hangs each raise a clear
+DistError naming the process; no process or namespace is left.
 """
 import json
 import os
@@ -17,11 +21,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
+from course_utils import netns
+from course_utils.dist import DistError, tf_ps_cluster
 from tests.helpers import ROOT, need
 from tests.test_slurm import processes_mentioning, two_hosts
 
@@ -109,86 +117,93 @@ def test_multiworker_mirrored_across_two_namespaced_hosts():
     assert not any(Path(path).exists() for path, _ in hosts)
 
 
-PS_SCRIPT = '''
-import json, os, time
-import course_utils  # noqa: F401  (first: quiet TensorFlow logs)
-import numpy as np
-import tensorflow as tf
+PS_TRAIN = ROOT / "notebooks" / "scripts" / "tf_ps_train.py"
 
-resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
-if resolver.task_type in ("worker", "ps"):  # workers and parameter servers only serve
-    tf.distribute.Server(resolver.cluster_spec(), job_name=resolver.task_type, task_index=resolver.task_id,
-                         protocol="grpc", start=True).join()
-strategy = tf.distribute.ParameterServerStrategy(resolver)
-coordinator = tf.distribute.coordinator.ClusterCoordinator(strategy)
-true_w = np.random.default_rng(0).normal(size=(8, 1)).astype("float32")
-with strategy.scope():
-    w, b = tf.Variable(tf.zeros((8, 1))), tf.Variable(0.0)
-    steps = tf.Variable(0, dtype=tf.int64)
 
-def dataset_fn():
-    x = tf.random.stateless_normal((4096, 8), seed=[1, 2])
-    return tf.data.Dataset.from_tensor_slices((x, x @ true_w)).repeat().batch(32)
+def launch_tag() -> str:
+    return uuid.uuid4().hex
 
-iterator = iter(coordinator.create_per_worker_dataset(dataset_fn))
 
-@tf.function
-def step(iterator):
-    def replica(x, y):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean((x @ w + b - y) ** 2)
-        gw, gb = tape.gradient(loss, [w, b])
-        w.assign_sub(0.1 * gw)
-        b.assign_sub(0.1 * gb)
-        steps.assign_add(1)
-        return loss
-    return strategy.run(replica, args=next(iterator))
+def tagged(value: str) -> list[int]:
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if p.environ().get("COURSE_TEST_TAG") == value and p.status() != psutil.STATUS_ZOMBIE:
+                found.append(p.pid)
+        except (psutil.Error, OSError):
+            pass
+    return found
 
-results = [coordinator.schedule(step, args=(iterator,)) for _ in range(STEPS)]
-coordinator.join()
-losses = [float(r.fetch()) for r in results]
-print("RESULT " + json.dumps({"device": w.device, "steps": int(steps.numpy()), "first": losses[0],
-                              "last": losses[-1], "w_error": float(np.abs(w.numpy() - true_w).max())}), flush=True)
-os._exit(0)
+
+def test_parameter_server_strategy_cluster_of_separate_processes(tmp_path):
+    """Lesson 13's script as the chief of a real cluster: chief + 2 workers + 1 ps, each its own process."""
+    rng = np.random.default_rng(0)
+    init = tmp_path / "init.npz"
+    np.savez(init, rng.normal(0, 0.2, (64, 32)).astype("float32"), np.zeros(32, "float32"),
+             rng.normal(0, 0.2, (32, 10)).astype("float32"), np.zeros(10, "float32"))
+    tag = launch_tag()
+    res = tf_ps_cluster(PS_TRAIN, workers=2, ps=1, timeout=TIMEOUT, env={"COURSE_TEST_TAG": tag},
+                        cwd=ROOT / "notebooks", args=["--init", init, "--out", tmp_path, "--steps", 200,
+                                                      "--control-steps", 60, "--try-fit"])
+    result = json.loads((tmp_path / "ps_result.json").read_text())
+    stale = {name: float(np.mean(np.array(s) > 0)) for name, s in result["staleness"].items()}
+    print(f"ParameterServerStrategy, chief + 2 workers + 1 ps (separate processes): {res.seconds:.1f} s; "
+          f"stale {stale}; accuracy {result['accuracy']:.3f}; counter {result['counter']}, "
+          f"optimizer.iterations {result['iterations']}")
+    assert sorted(res.lines) == ["chief", "ps 0", "worker 0", "worker 1"], sorted(res.lines)
+    for name in ("worker 0", "worker 1", "ps 0"):  # every server ran, as its own task
+        assert any(line.startswith(f"serving {name} at 127.0.0.1:") for line in res.lines[name]), res.lines[name]
+    assert result["workers"] == 2 and result["ps"] == 1
+    assert result["variable_devices"] == ["/job:ps/replica:0/task:0/device:CPU:0"], result  # variables on the ps
+    assert result["counter"] == 200 and len(result["losses"]) == 200  # every scheduled step ran on a worker
+    assert stale["one at a time"] == 0 and stale["forced overlap"] >= 0.4, stale  # the counter's two controls
+    assert result["accuracy"] >= 0.8, result["accuracy"]
+    assert result["fit"] == "failed", result  # keras#18624, as lesson 13 shows
+    assert tagged(tag) == [], "processes of the cluster are still running"
+    assert netns.leftovers("cutf") == []
+
+
+FAKE_CHIEF = '''
+import json, os, signal, sys, time
+import psutil
+mode = sys.argv[1]
+print("chief up", flush=True)
+if mode == "fail":
+    raise RuntimeError("the chief's training failed")
+if mode == "kill-ps":  # a parameter server dies while the chief still runs
+    me = os.environ["COURSE_DIST_LAUNCH"]
+    for _ in range(600):
+        for p in psutil.process_iter():
+            try:
+                env = p.environ()
+            except psutil.Error:
+                continue
+            if env.get("COURSE_DIST_LAUNCH") == me and '"type": "ps"' in env.get("TF_CONFIG", ""):
+                time.sleep(2)
+                p.kill()
+                time.sleep(120)
+        time.sleep(0.1)
+time.sleep(1000)  # "hang"
 '''
 
 
-def test_parameter_server_strategy_cluster_of_separate_processes():
-    need("nsenter", "each task runs inside a network namespace (util-linux)")
-    tag = f"tp{os.getpid() % 10000}"
-    folder = Path(tempfile.mkdtemp(prefix="course_tfps_"))
-    script = folder / "ps_cluster.py"
-    script.write_text(PS_SCRIPT.replace("STEPS", "200"))
-    servers, chief = [], None
-    try:
-        with two_hosts(tag) as hosts:
-            (a_ns, a), (b_ns, b) = hosts
-            cluster = {"chief": [f"{a}:{PORT}"], "worker": [f"{a}:{PORT + 1}", f"{b}:{PORT + 1}"],
-                       "ps": [f"{b}:{PORT + 2}"]}
-            tasks = [("worker", 0, a_ns), ("worker", 1, b_ns), ("ps", 0, b_ns), ("chief", 0, a_ns)]
-            start = time.monotonic()
-            for kind, index, netns in tasks:
-                config = {"cluster": cluster, "task": {"type": kind, "index": index}}
-                proc = subprocess.Popen(["nsenter", f"--net={netns}", sys.executable, str(script)],
-                                        env=worker_env(config), cwd=folder, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
-                servers.append(proc)
-            chief = servers.pop()
-            text = chief.communicate(timeout=TIMEOUT)[0]
-            seconds = time.monotonic() - start
-            assert chief.returncode == 0, text[-3000:]
-            assert all(p.poll() is None for p in servers), "a worker or the ps died"
-    finally:
-        for p in servers + ([chief] if chief else []):
-            if p.poll() is None:
-                p.kill()
-                p.wait(10)
-        left = processes_mentioning(str(folder))
-        shutil.rmtree(folder, ignore_errors=True)
-    result = json.loads(text.split("RESULT ", 1)[1].splitlines()[0])
-    print(f"ParameterServerStrategy, chief + 2 workers + 1 ps across namespaces: {seconds:.1f} s; {result}")
-    assert result["device"].startswith("/job:ps/"), result  # the variables live on the parameter server
-    assert result["steps"] == 200, result                    # every scheduled step ran on a worker
-    assert result["last"] < result["first"] / 1000 and result["w_error"] < 1e-3, result
-    assert not left, f"processes left behind: {left}"
-    assert not any(Path(path).exists() for path, _ in hosts)
+@pytest.mark.parametrize("mode, expected, rank", [
+    ("fail", "chief failed (exit code 1)", "chief"),
+    ("kill-ps", "ps 0 stopped before chief finished (killed by signal 9)", "ps 0"),
+    ("hang", "timed out after 20 s; still running: chief", "chief"),
+])
+def test_tf_ps_cluster_failures_are_clear_and_leave_nothing(tmp_path, mode, expected, rank):
+    script = tmp_path / "chief.py"
+    script.write_text(FAKE_CHIEF)
+    tag = launch_tag()
+    start = time.monotonic()
+    with pytest.raises(DistError) as info:
+        tf_ps_cluster(script, args=[mode], timeout=20 if mode == "hang" else 120, stream=False,
+                      env={"COURSE_TEST_TAG": tag})
+    assert expected in str(info.value), str(info.value)
+    assert info.value.rank == rank
+    if mode == "fail":
+        assert "RuntimeError: the chief's training failed" in str(info.value)
+    assert time.monotonic() - start < 90
+    assert tagged(tag) == [], "processes of the cluster are still running"
+    assert netns.leftovers("cutf") == []
