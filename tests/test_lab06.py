@@ -160,7 +160,7 @@ def test_first_and_worst_fit_differ_from_best_fit_on_the_hidden_instances(capsys
 @pytest.mark.parametrize("wrong, messages", [
     (lambda jobs, gpus: FIXED, ("entries for", "GPU index is", "over capacity", "tightest", "unplaced")),
     (best_fit_sorted, ("tightest", "over capacity", "unplaced")),
-    (memory_only, ("over capacity in compute",)),
+    (memory_only, ("over capacity in compute", "memory alone", "first fit")),
     (all_on_gpu0, ("over capacity",)),
     (force_everything, ("over capacity",)),
     (never_place, ("reported unplaced",)),

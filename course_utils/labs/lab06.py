@@ -256,7 +256,10 @@ def q2(best_fit):
             spare = {k: spare_after(job, free[k], gpus[k]) for k in ok}
             tight = min(spare.values())
             if spare[a] > tight + 1e-9:
-                rule = (" (that is first fit)" if a == ok[0] else
+                by_mem = min(free[k][0] - job.mem for k in ok)
+                rule = (" (that is the tightest by memory alone: the spare counts compute too)"
+                        if free[a][0] - job.mem <= by_mem + 1e-9 and a != ok[0] else
+                        " (that is first fit)" if a == ok[0] else
                         " (that is worst fit)" if spare[a] >= max(spare.values()) - 1e-9 else "")
                 best = min(ok, key=lambda k: spare[k])
                 raise Wrong(f"{at} goes to GPU {a}, leaving spare {spare[a]:.2f}{rule}; GPU {best} would leave "
