@@ -28,6 +28,7 @@ Rank 0 writes ``--out``: a JSON list with one row made by ``course_utils.study.r
 """
 import argparse
 import json
+import os
 import resource
 
 import numpy as np
@@ -214,6 +215,9 @@ def main(argv=None):
         hvd.init()
         rank, world = hvd.rank(), hvd.size()
         device = course_dist.device(hvd.local_rank(), hvd.local_size())
+        if device.type == "cuda" and not hvd.cuda_built():  # `make horovod` without CUDA: CPU tensors only
+            print("[bench_torch] this Horovod was built without CUDA: training on the CPU", flush=True)
+            device = torch.device("cpu")
     else:  # ddp, pipeline: launched by torchrun, which sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR ...
         dist.init_process_group(course_dist.backend())
         rank, world = dist.get_rank(), dist.get_world_size()
@@ -270,6 +274,7 @@ def main(argv=None):
             memory=memory, fingerprint=study.fingerprint(threads=torch.get_num_threads()),
             device=device.type, batch_per_worker=args.batch, microbatches=args.microbatches if pipe else None,
             input=INPUT, optimizer=f"SGD(lr={LR}, momentum={MOMENTUM})",
+            load_avg_1min=round(os.getloadavg()[0], 2),  # other processes on the cores make timings slow and noisy
             note=(f"2 stages (one per rank), GPipe schedule, {args.microbatches} micro-batches; "
                   "batch_per_worker = the batch through the pipe") if pipe else "")
         with open(args.out, "w") as f:
