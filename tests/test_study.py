@@ -236,3 +236,18 @@ def test_horovod_row(scripts_on_path, tmp_path):
     row = benchmark.run("efficientnet_b0", "horovod", 2, batch=4, warmup=1, repeats=5, timeout=300)
     assert (row["strategy"], row["workers"], row["images_per_step"]) == ("horovod", 2, 8)
     assert row["fingerprint"]["horovod"] and row["memory"]["optimizer"] == row["memory"]["params"]
+
+
+def test_a_launch_past_its_timeout_fails_and_leaves_no_process(scripts_on_path):
+    import psutil
+    import benchmark
+    from course_utils.dist import DistError
+    for strategy, workers in (("single", 1), ("ddp", 2)):
+        with pytest.raises(DistError, match="timed out"):
+            benchmark.run("efficientnet_b0", strategy, workers, batch=4, repeats=987, timeout=4)
+        left = []
+        for p in psutil.process_iter(["cmdline"]):
+            cmd = " ".join(p.info["cmdline"] or [])
+            if "bench_torch.py" in cmd and "987" in cmd:
+                left.append(p.pid)
+        assert left == [], f"{strategy}: processes left running: {left}"
