@@ -239,11 +239,10 @@ def main(argv=None):
             dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return t.cpu().tolist()
 
-    model = build_model(args.model)
-    if args.strategy == "pipeline":
-        step, modules, optimizer = pipeline(args, model, device, rank, world)
+    if args.strategy == "pipeline":  # keeps only this rank's stage: the other half is freed before training
+        step, modules, optimizer = pipeline(args, build_model(args.model), device, rank, world)
     else:
-        step, modules, optimizer = data_parallel(args, model, device, rank, world, args.strategy)
+        step, modules, optimizer = data_parallel(args, build_model(args.model), device, rank, world, args.strategy)
 
     def repeat():
         for _ in range(args.steps):
