@@ -161,7 +161,7 @@ def test_first_and_worst_fit_differ_from_best_fit_on_the_hidden_instances(capsys
     (lambda jobs, gpus: FIXED, ("entries for", "GPU index is", "over capacity", "tightest", "unplaced")),
     (best_fit_sorted, ("tightest", "over capacity", "unplaced")),
     (memory_only, ("over capacity in compute", "memory alone", "first fit")),
-    (all_on_gpu0, ("over capacity",)),
+    (all_on_gpu0, ("over capacity", "first fit", "tightest")),
     (force_everything, ("over capacity",)),
     (never_place, ("reported unplaced",)),
 ])
