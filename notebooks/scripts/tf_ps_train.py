@@ -175,7 +175,7 @@ def main():
             result.update(fit="failed", error=f"{type(err).__name__}: {str(err).strip().splitlines()[0]}")
     with open(os.path.join(a.out, "ps_result.json"), "w") as f:
         json.dump(result, f)
-    print(f"done, results in {os.path.basename(a.out)}/ps_result.json", flush=True)
+    print("done: results in ps_result.json", flush=True)
     os._exit(0)  # the coordinator's threads would keep waiting for the servers, which the launcher stops
 
 
