@@ -191,8 +191,9 @@ def test_tf_workers_launch_is_confined_to_loopback(tmp_path, tag, capsys):
     script.write_text(TF_SCRIPT)
     with Listeners(tag) as watch:
         res = tf_workers(script, nworkers=2, timeout=180, env={"COURSE_TEST_TAG": tag}, stream=False)
+    assert "notice" not in capsys.readouterr().err  # confined: nothing to warn about
+    print(f"tf_workers launch: {res.seconds:.1f} s")
     check_confined(watch, tf_ports(res, (0, 1)))
-    assert "notice" not in capsys.readouterr().err
 
 
 PS_CHIEF = '''
@@ -221,6 +222,7 @@ def test_tf_ps_cluster_is_confined_to_loopback(tmp_path, tag):
     script.write_text(PS_CHIEF)
     with Listeners(tag) as watch:
         res = tf_ps_cluster(script, workers=2, ps=1, timeout=180, env={"COURSE_TEST_TAG": tag}, stream=False)
+    print(f"tf_ps_cluster launch: {res.seconds:.1f} s")
     assert "variable on /job:ps/replica:0/task:0/device:CPU:0 value 1.0" in res.lines["chief"], res.lines["chief"]
     addresses = [s.split()[-1] for s in res.lines["chief"] if s.startswith("ADDRESS")]
     assert len(addresses) == 4 and all(a.startswith("127.0.0.1:") for a in addresses), addresses
