@@ -148,7 +148,7 @@ def data_parallel(args, model, device, rank, world, wrap):
 
     def step():
         x, y = data.next()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()  # gradients to None (PyTorch's default; Horovod's optimizer takes no argument)
         loss = loss_fn(model(x), y)
         loss.backward()  # DDP all-reduces gradient buckets during backward; Horovod in its hooks
         optimizer.step()  # Horovod's DistributedOptimizer waits for its all-reduces here
@@ -171,7 +171,7 @@ def pipeline(args, model, device, rank, world):
 
     def step():
         x, y = data.next()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         if rank == 0:
             schedule.step(x)
         else:
