@@ -451,15 +451,17 @@ def horovodrun(script: str | os.PathLike, nprocs: int = 2, args: list | tuple = 
 
     Horovod (built by ``make horovod``) with Gloo on the CPU; same streaming, timeout, threads,
     clean-up and ``DistError`` (naming the failing rank) as ``torchrun``. The script calls
-    ``hvd.init()`` and reads ``hvd.rank()`` / ``hvd.size()``. Loopback only: the launcher's rendezvous
-    server is bound to 127.0.0.1 (``_LOOPBACK_HOROVODRUN``); ``--network-interface lo`` makes
-    Horovod give the workers ``HOROVOD_GLOO_IFACE=lo``, so Gloo's sockets bind 127.0.0.1.
+    ``hvd.init()`` and reads ``hvd.rank()`` / ``hvd.size()``. Loopback only (checked in
+    tests/test_horovod.py): plain horovodrun's rendezvous server listens on 0.0.0.0 whatever
+    ``--network-interface`` says, so the shim binds it to 127.0.0.1; ``--network-interface lo`` gives
+    the workers ``HOROVOD_GLOO_IFACE=lo``, so Gloo listens on 127.0.0.1 (nothing else listens).
     """
     path = _script(script, cwd)
     try:
         import horovod.runner.launch  # noqa: F401  (the launcher; the workers import horovod.torch)
     except ImportError as err:
         raise DistError(f"Horovod is not installed in this environment ({err}): run `make horovod`") from None
+    lo = next((i for i, a in psutil.net_if_addrs().items() if any(x.address == HOST for x in a)), "lo")
     cmd = [sys.executable, "-c", _LOOPBACK_HOROVODRUN, "--gloo", "-np", str(nprocs), "-H", f"localhost:{nprocs}",
-           "--network-interface", "lo", "--disable-cache", sys.executable, "-u", path, *map(str, args)]
+           "--network-interface", lo, "--disable-cache", sys.executable, "-u", path, *map(str, args)]
     return _run({0: cmd}, {0: _worker_env(nprocs, threads, env)}, cwd, timeout, stream, "rank", nprocs)
