@@ -448,6 +448,8 @@ def check_claim(rows, claim) -> str:
     if lo_b <= 1:
         raise Wrong(f"{said}: the interval includes 1, so these repeats cannot tell the two apart — claim no "
                     "measurable difference (speedup=None), or measure more repeats")
+    if s <= 1:
+        raise Wrong(f"a speedup of {s:.3g}× does not make {claim['faster']!r} faster — {said}")
     if not (lo_a * (1 - 1e-9) <= s <= hi_b * (1 + 1e-9)):
         raise Wrong(f"you claim {s:.3g}×, outside what your data support — {said}")
     return "faster"
