@@ -31,11 +31,11 @@ framework, model and workers, two strategies; at least ``MIN_WARMUP`` warm-up an
 timed repeats; the median and the interval in each row equal what its raw seconds give (typed-in or
 edited statistics fail); fingerprints present, equal across the rows (``study.check_comparable``; the
 course commit alone may differ when git shows that nothing the harness runs changed between the two
-commits — ``same_harness``) and equal to this machine's (``study.fingerprint``, compared on ``MACHINE_KEYS``: versions, Python, CPU,
-cores, GPU and driver — so rows copied from another machine fail); and the claim consistent with the
-raw data: the right direction, the claimed speedup inside the 95 % interval of the ratio, "faster"
-only when that interval excludes 1, "no measurable difference" (``speedup=None``) only when it
-includes 1 (near the edges, where Monte-Carlo noise decides, both are accepted). A student who types
+commits — ``same_harness``) and equal to this machine's (``study.fingerprint``, compared on
+``MACHINE_KEYS``: versions, Python, CPU, cores, GPU and driver — so rows copied from another machine
+fail); and the claim consistent with the raw data: the right direction, the claimed speedup above 1
+and inside the 95 % interval of the ratio, "faster" only when that interval excludes 1, "no measurable
+difference" (``speedup=None``) only when it includes 1 (near the edges, where Monte-Carlo noise decides, both are accepted). A student who types
 in raw seconds could still fabricate a study: the check judges the method, not honesty.
 """
 from __future__ import annotations
@@ -200,26 +200,30 @@ def q1(median_interval):
         got = read_triple(call(median_interval, [float(v) for v in x], level, RESAMPLES, seed, what=where), where)
         median = float(np.median(x))
         if not _near(got[0], median, 1e-9):
-            why = " — that is the mean; an outlier pulls the mean, not the median" if _near(got[0], np.mean(x)) else ""
+            why = (" — that is the mean; an outlier pulls the mean, not the median"
+                   if _near(got[0], np.mean(x)) else "")
             raise Wrong(f"{where}: the median is {got[0]:.6g}, the samples' median is {median:.6g}{why}")
         draws = boot_medians(x, REF_RESAMPLES, g)
         p = (1 - level) / 2
         lo_ok, hi_ok = window(draws, p), window(draws, 1 - p)
         if not (_inside(got[1], lo_ok) and _inside(got[2], hi_ok)):
             why = _diagnose_interval(got[1], got[2], x, level)
-            if not why and level != 0.95 and _inside(got[1], window(draws, 0.025)) and _inside(got[2], window(draws, 0.975)):
+            if (not why and level != 0.95 and _inside(got[1], window(draws, 0.025))
+                    and _inside(got[2], window(draws, 0.975))):
                 why = " — that is the 95 % interval: use the level argument"
             if not why:
                 means = boot_means(x, g)
                 if _inside(got[1], window(means, p)) and _inside(got[2], window(means, 1 - p)):
                     why = " — that is a bootstrap interval of the mean: take the median of each resample"
             raise Wrong(f"{where} returned the interval ({got[1]:.4g}, {got[2]:.4g}); a percentile bootstrap of "
-                        f"the median puts its ends near ({np.quantile(draws, p):.4g}, {np.quantile(draws, 1 - p):.4g}){why}")
+                        f"the median puts its ends near ({np.quantile(draws, p):.4g}, "
+                        f"{np.quantile(draws, 1 - p):.4g}){why}")
         probe = [read_triple(call(median_interval, [float(v) for v in x], level, PROBE_RESAMPLES, seed, what=where),
                              where) for _ in range(2)]
         if probe[0] != probe[1]:
             raise Wrong(f"{where}: two calls with the same seed (and resamples={PROBE_RESAMPLES}) gave different "
-                        "intervals — draw the resamples from np.random.default_rng(seed), so a result can be reproduced")
+                        "intervals — draw the resamples from np.random.default_rng(seed), so a result can be "
+                        "reproduced")
     return ("the median and a percentile-bootstrap interval of it, right on hidden skewed samples with outliers "
             "(7 to 25 repeats, three levels), reproducible with the seed")
 
@@ -296,8 +300,8 @@ def q2(speedup):
             if _near(got[1], got[2]):
                 why = " — an interval of zero width: resample the repeats"
             elif got[1] < lo_ok[0] and got[2] > hi_ok[1]:
-                why = (" — too wide: dividing the ends of the two rows' intervals (lo_A/hi_B, hi_A/lo_B) assumes both "
-                       "are off in opposite directions at once; resample the ratio itself")
+                why = (" — too wide: dividing the ends of the two rows' intervals (lo_A/hi_B, hi_A/lo_B) assumes "
+                       "both are off in opposite directions at once; resample the ratio itself")
             elif got[1] > lo_ok[1] and got[2] < hi_ok[0]:
                 why = " — too narrow: both rows are measurements that vary; resample each of them"
             else:
@@ -376,7 +380,8 @@ def check_method(rows) -> list[dict]:
     for i, r in enumerate(rows):
         if r["warmup"] < MIN_WARMUP:
             raise Wrong(f"row {i} ({_label(r)}) had {r['warmup']} warm-up repeats: the first steps pay for memory "
-                        f"allocation and lazy set-up — run at least {MIN_WARMUP} untimed (the harness's default is 2)")
+                        f"allocation and lazy set-up — run at least {MIN_WARMUP} untimed (the harness's default "
+                        "is 2)")
         if r["repeats"] < MIN_REPEATS or len(r["seconds"]) != r["repeats"]:
             raise Wrong(f"row {i} ({_label(r)}) has {len(r['seconds'])} timed repeats (repeats = {r['repeats']}): "
                         f"a median and an interval need at least {MIN_REPEATS}")
@@ -396,7 +401,8 @@ def check_method(rows) -> list[dict]:
                 a["fingerprint"]["course_commit"], b["fingerprint"]["course_commit"]):
             study.check_comparable(rows)
     except study.FingerprintMismatch as err:
-        raise Wrong(f"the rows were measured in different environments: {str(err).split(' — ', 1)[-1].split('. ')[0]}") from None
+        what = str(err).split(" — ", 1)[-1].split(". ")[0]
+        raise Wrong(f"the rows were measured in different environments: {what}") from None
     here = study.fingerprint(threads=a["fingerprint"].get("threads_per_worker"))
     diff = {k: v for k, v in study.differences(a["fingerprint"], here).items() if k in MACHINE_KEYS}
     if diff:
