@@ -35,8 +35,9 @@ commits — ``same_harness``) and equal to this machine's (``study.fingerprint``
 ``MACHINE_KEYS``: versions, Python, CPU, cores, GPU and driver — so rows copied from another machine
 fail); and the claim consistent with the raw data: the right direction, the claimed speedup above 1
 and inside the 95 % interval of the ratio, "faster" only when that interval excludes 1, "no measurable
-difference" (``speedup=None``) only when it includes 1 (near the edges, where Monte-Carlo noise decides, both are accepted). A student who types
-in raw seconds could still fabricate a study: the check judges the method, not honesty.
+difference" (``speedup=None``) only when it includes 1 (near the edges, where Monte-Carlo noise
+decides, both are accepted). A student who types in raw seconds could still fabricate a study: the
+check judges the method, not honesty.
 """
 from __future__ import annotations
 
