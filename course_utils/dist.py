@@ -444,6 +444,9 @@ except RuntimeError as err:
 """
 
 
+_SHUT_DOWN = "Horovod has been shut down"  # what the other ranks raise after one rank failed
+
+
 def horovodrun(script: str | os.PathLike, nprocs: int = 2, args: list | tuple = (), timeout: float = 120,
                threads: int | None = None, env: dict | None = None, cwd: str | None = None,
                stream: bool = True) -> LaunchResult:
@@ -464,4 +467,12 @@ def horovodrun(script: str | os.PathLike, nprocs: int = 2, args: list | tuple = 
     lo = next((i for i, a in psutil.net_if_addrs().items() if any(x.address == HOST for x in a)), "lo")
     cmd = [sys.executable, "-c", _LOOPBACK_HOROVODRUN, "--gloo", "-np", str(nprocs), "-H", f"localhost:{nprocs}",
            "--network-interface", lo, "--disable-cache", sys.executable, "-u", path, *map(str, args)]
-    return _run({0: cmd}, {0: _worker_env(nprocs, threads, env)}, cwd, timeout, stream, "rank", nprocs)
+    try:
+        return _run({0: cmd}, {0: _worker_env(nprocs, threads, env)}, cwd, timeout, stream, "rank", nprocs)
+    except DistError as err:  # horovodrun names the first rank to EXIT; a rank that only saw Horovod
+        cause = [r for r, ls in sorted(err.lines.items())  # shut down because of a peer is not the cause
+                 if any("Traceback" in s for s in ls) and not any(_SHUT_DOWN in s for s in ls)]
+        if err.rank is None or "timed out" in str(err) or not cause or cause[0] == err.rank:
+            raise
+        raise DistError(f"rank {cause[0]} failed; its last lines:\n{_tail(err.lines[cause[0]])}",
+                        cause[0], err.lines) from None
