@@ -9,7 +9,7 @@ LAB_ARGS ?=
 ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root)   # containers often run as root
 SLIDES ?= notebooks/*.ipynb
 
-.PHONY: setup lab test execute slides book gpu gpu-check grade clean help
+.PHONY: setup lab test execute slides book gpu gpu-check grade clean help horovod
 help:
 	@echo "make lab      set up if needed, then start JupyterLab on $(HOST):$(PORT) (token login)"
 	@echo "make test     set up if needed, then run every test (unit, notebooks, labs, browser)"
@@ -19,6 +19,7 @@ help:
 	@echo "make gpu      swap tensorflow-cpu for the CUDA build of TensorFlow (GPU machines)"
 	@echo "make gpu-check  on a GPU machine: run lessons 00, 09, 12-17 under nbval, report in gpu_report/REPORT.md"
 	@echo "make grade    run SUBMISSIONS=dir/ (dir/<student>/<lab>.ipynb) and report to GRADE_OUT (CSV + HTML)"
+	@echo "make horovod  build Horovod 0.28.1 from source into the venv (patched for today's torch), then a 2-rank smoke test"
 
 setup: $(VENV)/.installed
 
@@ -65,6 +66,9 @@ GRADE_TIMEOUT ?= 120
 grade: setup
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=dir/  (dir/<student>/<lab>.ipynb)"; exit 2; }
 	$(BIN)/python -m course_utils.grade $(SUBMISSIONS) --out $(GRADE_OUT) --timeout $(GRADE_TIMEOUT)
+
+horovod: setup
+	$(BIN)/python tools/build_horovod.py
 
 clean:
 	rm -rf $(VENV) slides/node_modules slides/*.slides.html book/node_modules book/_build
