@@ -24,12 +24,16 @@ What every strategy does the same way, so that their numbers can be compared:
   first forward pass (one batch; in the pipeline one micro-batch through this rank's stage); on a GPU
   also ``torch.cuda.max_memory_allocated`` and ``max_memory_reserved`` (the thesis's "allocated" and
   "cached").
-Rank 0 writes ``--out``: a JSON list with one row made by ``course_utils.study.row``.
+Rank 0 writes ``--out``: a JSON list with one row made by ``course_utils.study.row``. The row also says
+how busy the machine was: ``load_avg_1min`` and ``cores_busy`` (CPU time / wall time of the least busy
+rank while measuring: 1.0 = it had its core all the time). Other processes on the same cores slow a row
+down several-fold; these two fields tell a slow strategy from a busy machine.
 """
 import argparse
 import json
 import os
 import resource
+import time
 
 import numpy as np
 import torch
@@ -250,9 +254,12 @@ def main(argv=None):
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    cpu, wall = time.process_time(), time.perf_counter()
     timing = bench.measure(repeat, warmup=args.warmup, repeats=args.repeats,
                            sync=bench.torch_sync(device), before=barrier)
+    busy = (time.process_time() - cpu) / (time.perf_counter() - wall)  # cores this process kept busy
     seconds = slowest(list(timing.samples), torch.float64)  # each repeat: the slowest rank's time
+    least_busy = -slowest([-busy], torch.float64)[0]  # the minimum over the ranks
 
     mine = {"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # Linux: KiB
             "params": sum(parameter_bytes(m) for m in modules),
@@ -274,6 +281,10 @@ def main(argv=None):
             device=device.type, batch_per_worker=args.batch, microbatches=args.microbatches if pipe else None,
             input=INPUT, optimizer=f"SGD(lr={LR}, momentum={MOMENTUM})",
             load_avg_1min=round(os.getloadavg()[0], 2),  # other processes on the cores make timings slow and noisy
+            # CPU time / wall time while measuring, the least busy rank: 1 thread busy all the time gives 1.0;
+            # below it the rank waited — for a peer (communication, pipeline bubble) or for a core that
+            # other processes held
+            cores_busy=round(least_busy, 2),
             note=(f"2 stages (one per rank), GPipe schedule, {args.microbatches} micro-batches; "
                   "batch_per_worker = the batch through the pipe") if pipe else "")
         with open(args.out, "w") as f:
