@@ -38,9 +38,10 @@ def test_row_is_complete(tiny):
     assert out.with_suffix(".csv").is_file()
     assert {"framework", "model", "strategy", "workers", "images_per_step", "steps_per_repeat", "warmup", "repeats",
             "seconds", "images_per_s", "memory", "fingerprint", "batch_per_worker", "device", "input",
-            "num_replicas_in_sync", "threads_note", "memory_note", "startup_s", "warmup_s", "wall_s"} <= set(row)
+            "num_replicas_in_sync", "threads_note", "memory_note", "onednn", "startup_s", "warmup_s",
+            "wall_s"} <= set(row)
     assert (row["framework"], row["model"], row["strategy"]) == ("keras", "EfficientNetB0", "mirrored")
-    assert row["device"] == "cpu" and row["input"].startswith("1x32x32")
+    assert row["device"] == "cpu" and row["input"].startswith("1x32x32") and row["onednn"] is True
     assert "images/s median" in res.stdout
 
 

@@ -5,7 +5,7 @@
 
 What it trains: ``keras.applications.ResNet50`` or ``EfficientNetB0`` with ``weights=None``,
 ``classes=10`` and raw logits (``classifier_activation=None``). Keras has no ResNeXt (the PyTorch
-worker's third model): there is no such rows for Keras. The input is the course's offline digits,
+worker's third model), so the study has no Keras ResNeXt rows. The input is the course's offline digits,
 ``course_utils.data.digits(size=28)`` framed like MNIST, padded with zeros to 32×32 — the smallest input
 ``keras.applications`` accepts ("Input size must be at least 32x32" below it) — with ONE channel: with
 ``weights=None`` both models take ``input_shape=(32, 32, 1)``. EfficientNetB0 starts with its own
@@ -30,7 +30,8 @@ replicas run inside one step of one process, so the slowest replica decides ever
 Threads: on a CPU every replica should get one core. TensorFlow has no per-device thread pool: all
 logical CPU devices share one intra-op pool (threads that split ONE op) and one inter-op pool (threads
 that run independent ops — here the N replicas' ops — at the same time). The defaults,
-``--intra-op 1 --inter-op N``, run the N replicas' ops side by side, one thread each; the row's
+``--intra-op 1 --inter-op N``, give N threads that run the N replicas' ops side by side, no op split
+over threads (a thread is not bound to one replica: TensorFlow cannot do that); the row's
 ``threads_note`` says what was set and ``cores_busy`` (process CPU time / wall time over the timed
 repeats) shows how many cores were really used. ``OMP_NUM_THREADS`` is set to 1 unless given.
 
@@ -81,6 +82,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="result file (.json; a .csv is written next to it)")
     p.add_argument("--lr", type=float, default=0.001, help="SGD learning rate (momentum 0.9)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--onednn", choices=("on", "off"), default="on",
+                   help="TensorFlow's oneDNN CPU kernels (TF_ENABLE_ONEDNN_OPTS; TF's default on x86 is on)")
     p.add_argument("--intra-op", type=int, default=1, help="TF intra-op threads (threads splitting one op)")
     p.add_argument("--inter-op", type=int, default=None, help="TF inter-op threads (default: --workers)")
     args = p.parse_args(argv)
@@ -133,6 +136,7 @@ def busy_threads(before: dict[int, float], after: dict[int, float]) -> list[floa
 def main(argv=None) -> dict:
     args = parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if args.onednn == "on" else "0"  # set, not inherited: see docstring
     import course_utils  # noqa: F401  (before TensorFlow: quiet logs, triton first)
     import numpy as np
     import tensorflow as tf
@@ -250,7 +254,8 @@ f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; timed repeats: {cores_bus
         replica_devices=" ".join(names), per_replica_rows=per_replica_rows,
         variable_copies=copies, threads_note=threads_note, cores_busy=round(cores_busy, 3),
         thread_cpu_shares=shares[:8],
-        memory_note=memory_note, final_loss=final_loss, loss_finite=bool(np.isfinite(final_loss)),
+        memory_note=memory_note, onednn=args.onednn == "on", final_loss=final_loss,
+        loss_finite=bool(np.isfinite(final_loss)),
         note=("Keras has no ResNeXt; MirroredStrategy with one device is the single-process baseline"
               if n == 1 else "Keras has no ResNeXt; all replicas in one process"),
         startup_s=round(t_ready - T_START, 3), warmup_s=round(warmup_s, 3),
