@@ -45,10 +45,12 @@ is TensorFlow's peak allocator use (max over the replicas' GPUs); ``gpu_max_rese
 not report its reserved pool; memory growth is switched on so it grows on demand).
 
 Output: ``course_utils.study.save([row], --out)`` (JSON, and CSV next to it); the row's ``startup_s``,
-``warmup_s`` and ``wall_s`` say where the run's wall time went (tracing the step is most of the warm-up),
+``warmup_s`` and ``wall_s`` say where the run's wall time went (tracing the step is most of the warm-up;
+``before_script_s`` is the interpreter's own start-up, before the script's first line),
 ``load_avg_1min`` how busy the machine was (other processes share the cores: timings from a loaded
-machine are slow and noisy). The process ends with ``os._exit`` once the file is written: TensorFlow's
-teardown took 10 s and more on the busy 2-core machine. Runs unchanged on a GPU node.
+machine are slow and noisy). Run as a script, the process ends with ``os._exit`` once the file is written:
+freeing the model, the strategy and the traced step (TensorFlow's teardown) took 10–140 s here on the
+busy 2-core machine, for nothing. Runs unchanged on a GPU node.
 """
 from __future__ import annotations
 
@@ -57,6 +59,7 @@ import time
 T_START = time.perf_counter()  # before the heavy imports: startup_s includes them
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import os  # noqa: E402
 import resource  # noqa: E402
 import sys  # noqa: E402
@@ -65,6 +68,17 @@ from pathlib import Path  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # run from anywhere: the course's helpers are at the repository root
     sys.path.insert(0, str(ROOT))
+
+def seconds_since_process_start() -> float | None:
+    """How long this process has existed (Linux /proc; None elsewhere): interpreter start-up included."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+        return float(Path("/proc/uptime").read_text().split()[0]) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+BEFORE_SCRIPT_S = seconds_since_process_start()  # the interpreter's own start-up, before T_START
 
 MODELS = ("ResNet50", "EfficientNetB0")
 INPUT_SIZE = 32  # keras.applications' minimum (both models refuse 28×28)
@@ -133,13 +147,30 @@ def busy_threads(before: dict[int, float], after: dict[int, float]) -> list[floa
     return [round(u / total, 3) for u in used if u > 0] if total > 0 else []
 
 
-def main(argv=None) -> dict:
+@contextlib.contextmanager
+def stderr_silenced():
+    """Send file descriptor 2 (C++ logs included) to /dev/null inside the block; an exception raised
+    in it is still reported, after stderr is back."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def main(argv=None, exit_when_done: bool = False) -> dict:
+    """Run the benchmark, save the row, return it; ``exit_when_done``: end the process right after."""
     args = parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if args.onednn == "on" else "0"  # set, not inherited: see docstring
-    import course_utils  # noqa: F401  (before TensorFlow: quiet logs, triton first)
-    import numpy as np
-    import tensorflow as tf
+    with stderr_silenced():  # TF 2.21 prints "oneDNN custom operations are on" whatever TF_CPP_MIN_LOG_LEVEL says
+        import course_utils  # noqa: F401  (before TensorFlow: quiet logs, triton first)
+        import numpy as np
+        import tensorflow as tf
 
     from course_utils import study
     from course_utils.bench import fetch, measure
@@ -258,6 +289,7 @@ f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; timed repeats: {cores_bus
         loss_finite=bool(np.isfinite(final_loss)),
         note=("Keras has no ResNeXt; MirroredStrategy with one device is the single-process baseline"
               if n == 1 else "Keras has no ResNeXt; all replicas in one process"),
+        before_script_s=None if BEFORE_SCRIPT_S is None else round(BEFORE_SCRIPT_S, 2),
         startup_s=round(t_ready - T_START, 3), warmup_s=round(warmup_s, 3),
         load_avg_1min=round(os.getloadavg()[0], 2))
     row["wall_s"] = round(time.perf_counter() - T_START, 3)
@@ -266,11 +298,12 @@ f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; timed repeats: {cores_bus
     print(f"{args.model} {n} replica(s) x {args.batch}: {t['median']:.1f} images/s median "
           f"(95 % CI {t['ci_lo']:.1f}-{t['ci_hi']:.1f}), {timing.median / args.steps * 1e3:.0f} ms/step, "
           f"peak RSS {memory['peak_rss'] / 2**20:.0f} MiB, wall {row['wall_s']:.1f} s -> {out}", flush=True)
+    if exit_when_done:  # here, while the model and the traced step are alive: freeing them takes 20 s and more
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return row
 
 
 if __name__ == "__main__":
-    main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)  # skip TensorFlow's teardown of the traced graphs (10 s and more on a busy 2-core machine)
+    main(exit_when_done=True)
