@@ -212,6 +212,7 @@ def test_cli_quick_runs_single_and_ddp(tmp_path):
         assert r["repeats"] == 5 and r["warmup"] == 1 and len(r["seconds"]) == 5 and r["batch_per_worker"] == 4
         assert r["images_per_step"] == 4 * r["workers"] and r["device"] in ("cpu", "cuda")
         assert r["fingerprint"]["threads_per_worker"] == 1 and r["launch_seconds"] > 0
+        assert 0 < r["cores_busy"] < 1.5 and r["load_avg_1min"] >= 0  # one thread per worker
         assert r["images_per_s"]["ci_lo"] <= r["images_per_s"]["median"] <= r["images_per_s"]["ci_hi"]
         assert r["memory"]["params"] == r["memory"]["grads"] == r["memory"]["optimizer"] > 0  # SGD momentum
         assert r["memory"]["peak_rss"] > r["memory"]["params"] and r["memory"]["activations"] > 0
