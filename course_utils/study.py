@@ -54,13 +54,20 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+MEASURING_CODE = ("course_utils", "notebooks/scripts")  # what a commit must touch to change a measurement
+
+
 def _git_commit() -> str:
+    """The last commit that changed the measuring code (not HEAD: lessons and docs move without changing
+    a number), with "+dirty" when that code has uncommitted changes; "unknown" outside a git checkout."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
     try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True,
-                             text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
+        commit = git("log", "-1", "--format=%h", "--abbrev=12", "--", *MEASURING_CODE)
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", *MEASURING_CODE)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    return (commit + ("+dirty" if dirty else "")) if commit else "unknown"
 
 
 def _gpus() -> tuple[str | None, str | None]:
@@ -81,7 +88,7 @@ def _gpus() -> tuple[str | None, str | None]:
 def fingerprint(threads: int | None = None) -> dict[str, Any]:
     """What a throughput number depends on besides the code: library versions, Python, CPU model and
     cores, threads each worker may use (``threads``; default: torch's setting when torch is loaded),
-    ``OMP_NUM_THREADS``, GPU model and driver when present, and the course's git commit."""
+    ``OMP_NUM_THREADS``, GPU model and driver when present, and the course commit of the measuring code."""
     if threads is None and "torch" in sys.modules:
         threads = sys.modules["torch"].get_num_threads()
     gpu, driver = _gpus()
@@ -100,9 +107,9 @@ def row(framework: str, model: str, strategy: str, *, workers: int, images_per_s
     training steps of ``images_per_step`` images in all (every worker together). The throughput
     statistics are computed here from those samples."""
     timing = seconds if isinstance(seconds, Timing) else Timing(tuple(seconds))
-    if not isinstance(workers, int) or workers < 1 or not isinstance(images_per_step, int) or images_per_step < 1:
-        raise ValueError(f"workers and images_per_step must be positive integers, got {workers!r}, "
-                         f"{images_per_step!r}")
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in (workers, images_per_step, steps_per_repeat)):
+        raise ValueError(f"workers, images_per_step and steps_per_repeat must be positive integers, got "
+                         f"{workers!r}, {images_per_step!r}, {steps_per_repeat!r}")
     rate = timing.per(images_per_step * steps_per_repeat, "images/s")
     stats = rate.to_dict()
     return {"framework": framework, "model": model, "strategy": strategy, "workers": workers,
@@ -155,7 +162,8 @@ def _flatten(r: dict, prefix: str = "") -> dict[str, Any]:
         if isinstance(v, dict):
             out.update(_flatten(v, f"{prefix}{k}."))
         else:
-            out[prefix + k] = " ".join(f"{x:.6g}" for x in v) if isinstance(v, list) else v
+            out[prefix + k] = (" ".join(f"{x:.6g}" if isinstance(x, (int, float)) else str(x) for x in v)
+                               if isinstance(v, list) else v)
     return out
 
 

@@ -160,11 +160,25 @@ def timing_samples(g: np.random.Generator, n: int) -> np.ndarray:
     return x
 
 
+def _level_matters(x, level, g) -> bool:
+    """True when no end of the 95 % interval could pass for an end at ``level`` (their windows are apart)."""
+    draws, p = boot_medians(x, REF_RESAMPLES, g), (1 - level) / 2
+    return any(window(draws, q)[1] < window(draws, q95)[0] or window(draws, q95)[1] < window(draws, q)[0]
+               for q, q95 in ((p, 0.025), (1 - p, 0.975)))
+
+
 def interval_cases(g: np.random.Generator) -> list[tuple[np.ndarray, float]]:
-    """(samples, level): n = 7 and 25 at 0.95, an odd and an even size between at 0.9 and 0.8, shuffled."""
-    cases = [(7, 0.95), (25, 0.95), (int(g.choice(np.arange(9, 24, 2))), 0.9),
-             (int(g.choice(np.arange(8, 25, 2))), 0.8)]
-    return [(timing_samples(g, cases[k][0]), cases[k][1]) for k in g.permutation(len(cases))]
+    """(samples, level): n = 7 and 25 at 0.95, an odd and an even size between at 0.9 and 0.8, shuffled.
+    The 0.9 and 0.8 samples are drawn until their interval differs from the 95 % one (ignoring the level
+    must fail: with few, discrete samples the quantiles of the bootstrap medians can coincide)."""
+    cases = [(timing_samples(g, 7), 0.95), (timing_samples(g, 25), 0.95)]
+    for sizes, level in ((np.arange(9, 24, 2), 0.9), (np.arange(8, 25, 2), 0.8)):
+        while True:
+            x = timing_samples(g, int(g.choice(sizes)))
+            if _level_matters(x, level, g):
+                break
+        cases.append((x, level))
+    return [cases[k] for k in g.permutation(len(cases))]
 
 
 def _diagnose_interval(lo, hi, x, level) -> str:
