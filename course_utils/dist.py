@@ -1,9 +1,10 @@
 """Launch distributed training scripts from a notebook cell, and pick a backend and device in them.
 
-    from course_utils.dist import torchrun, tf_workers, DistError
+    from course_utils.dist import torchrun, tf_workers, tf_ps_cluster, horovodrun, DistError
     res = torchrun("scripts/ddp_equivalence.py", nprocs=2, args=["--steps", "3"], timeout=120)
     res = tf_workers("scripts/tf_multiworker.py", nworkers=2, timeout=120)
     res = tf_ps_cluster("scripts/tf_ps_train.py", workers=2, ps=1, timeout=120)
+    res = horovodrun("scripts/hvd_smoke.py", nprocs=2, timeout=120)     # after `make horovod`
 
 They stream every worker's output into the cell, each line prefixed ``[rank 0] `` (``[worker 0] ``,
 ``[chief] ``, ``[ps 0] `` for TensorFlow), and return a ``LaunchResult`` once every worker has exited
