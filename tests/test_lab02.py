@@ -64,7 +64,8 @@ def test_q1_rejects_plausible_mistakes(capsys):
 def test_q1_hard_coded_answer_fails(capsys):
     g = np.random.default_rng(0)
     frozen = (np.abs(g.normal(size=(6, 16))), g.normal(size=(6, 3)))
-    failed(capsys, check.q1(lambda *args: frozen), "shape")
+    out = failed(capsys, check.q1(lambda *args: frozen))  # the hidden shapes are random: usually "shape",
+    assert "shape" in out or "off by" in out, out           # "off by" when they happen to match
 
 
 # --- q2: softmax cross-entropy -----------------------------------------------------------------

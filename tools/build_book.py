@@ -90,6 +90,7 @@ def stage(parts: list[tuple[str, list[str]]]) -> None:
     SRC.mkdir(parents=True)
     shutil.copytree(ROOT / "notebooks" / "scripts", SRC / "notebooks" / "scripts",
                     ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "notebooks" / "results", SRC / "notebooks" / "results")  # result files 17 links to
     for doc in (SRC / "notebooks" / "scripts").glob("*.md"):  # guides the lessons link to (CLUSTER.md):
         doc.write_text("---\norphan: true\n---\n" + doc.read_text(encoding="utf-8"), encoding="utf-8")
     for _, pages in parts:

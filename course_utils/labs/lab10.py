@@ -222,10 +222,10 @@ def q1(median_interval):
         p = (1 - level) / 2
         lo_ok, hi_ok = window(draws, p), window(draws, 1 - p)
         if not (_inside(got[1], lo_ok) and _inside(got[2], hi_ok)):
-            why = _diagnose_interval(got[1], got[2], x, level)
-            if (not why and level != 0.95 and _inside(got[1], window(draws, 0.025))
-                    and _inside(got[2], window(draws, 0.975))):
-                why = " — that is the 95 % interval: use the level argument"
+            at_95 = level != 0.95 and _inside(got[1], window(draws, 0.025)) and _inside(got[2], window(draws, 0.975))
+            found = ["that is the 95 % interval: use the level argument"] if at_95 else []
+            found += [_diagnose_interval(got[1], got[2], x, level).removeprefix(" — ")]  # samples can make two coincide
+            why = " — " + "; or ".join(f for f in found if f) if any(found) else ""
             if not why:
                 means = boot_means(x, g)
                 if _inside(got[1], window(means, p)) and _inside(got[2], window(means, 1 - p)):
