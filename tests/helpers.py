@@ -122,3 +122,16 @@ def every_answer_gives_one_line(capsys, q, answers) -> None:
         ok, out = q(answer), capsys.readouterr().out
         assert not ok and out.startswith("✘") and "Traceback" not in out, out
         assert "could not be checked" not in out, out
+
+
+def leftovers(tag: str) -> list[int]:
+    """PIDs of live (not zombie) processes whose environment has COURSE_TEST_TAG=tag: after a launch, none."""
+    import psutil
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if p.environ().get("COURSE_TEST_TAG") == tag and p.status() != psutil.STATUS_ZOMBIE:
+                found.append(p.pid)
+        except (psutil.Error, OSError):
+            pass
+    return found

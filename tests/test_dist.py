@@ -11,11 +11,11 @@ import threading
 import time
 import uuid
 
-import psutil
 import pytest
 
 from course_utils import dist
 from course_utils.dist import DistError, LaunchResult, tf_workers, torchrun
+from tests.helpers import leftovers
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -51,17 +51,6 @@ def tag():
     value = uuid.uuid4().hex
     yield {"COURSE_TEST_TAG": value}
     assert leftovers(value) == [], "processes of the launch are still running"
-
-
-def leftovers(value: str) -> list[int]:
-    found = []
-    for p in psutil.process_iter():
-        try:
-            if p.environ().get("COURSE_TEST_TAG") == value and p.status() != psutil.STATUS_ZOMBIE:
-                found.append(p.pid)
-        except (psutil.Error, OSError):
-            pass
-    return found
 
 
 def settings(lines):

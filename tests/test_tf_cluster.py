@@ -30,7 +30,7 @@ import pytest
 
 from course_utils import netns
 from course_utils.dist import DistError, tf_ps_cluster
-from tests.helpers import ROOT, need
+from tests.helpers import ROOT, leftovers, need
 from tests.test_slurm import processes_mentioning, two_hosts
 
 pytestmark = pytest.mark.timeout(600)
@@ -124,17 +124,6 @@ def launch_tag() -> str:
     return uuid.uuid4().hex
 
 
-def tagged(value: str) -> list[int]:
-    found = []
-    for p in psutil.process_iter():
-        try:
-            if p.environ().get("COURSE_TEST_TAG") == value and p.status() != psutil.STATUS_ZOMBIE:
-                found.append(p.pid)
-        except (psutil.Error, OSError):
-            pass
-    return found
-
-
 def test_parameter_server_strategy_cluster_of_separate_processes(tmp_path):
     """Lesson 13's script as the chief of a real cluster: chief + 2 workers + 1 ps, each its own process."""
     rng = np.random.default_rng(0)
@@ -159,7 +148,7 @@ def test_parameter_server_strategy_cluster_of_separate_processes(tmp_path):
     assert stale["one at a time"] == 0 and stale["forced overlap"] >= 0.4, stale  # the counter's two controls
     assert result["accuracy"] >= 0.8, result["accuracy"]
     assert result["fit"] == "failed", result  # keras#18624, as lesson 13 shows
-    assert tagged(tag) == [], "processes of the cluster are still running"
+    assert leftovers(tag) == [], "processes of the cluster are still running"
     assert netns.leftovers("cutf") == []
 
 
@@ -205,5 +194,5 @@ def test_tf_ps_cluster_failures_are_clear_and_leave_nothing(tmp_path, mode, expe
     if mode == "fail":
         assert "RuntimeError: the chief's training failed" in str(info.value)
     assert time.monotonic() - start < 90
-    assert tagged(tag) == [], "processes of the cluster are still running"
+    assert leftovers(tag) == [], "processes of the cluster are still running"
     assert netns.leftovers("cutf") == []
