@@ -182,7 +182,7 @@ def interval_cases(g: np.random.Generator) -> list[tuple[np.ndarray, float]]:
 
 
 def _diagnose_interval(lo, hi, x, level) -> str:
-    """What a wrong interval looks like, if it is one of the usual shortcuts."""
+    """What a wrong interval looks like, if it is one of the usual shortcuts ("" if none)."""
     p = (1 - level) / 2
     m, sd, n = float(np.mean(x)), float(np.std(x, ddof=1)), len(x)
     z = NormalDist().inv_cdf(1 - p)
@@ -195,9 +195,9 @@ def _diagnose_interval(lo, hi, x, level) -> str:
              ((m - z * sd, m + z * sd), "that is mean ± z·sd, the spread of single repeats")]
     for ends, why in known:
         if _pair_near((lo, hi), ends):
-            return f" — {why}"
+            return why
     if _near(lo, hi):
-        return " — an interval of zero width: draw each resample with replacement"
+        return "an interval of zero width: draw each resample with replacement"
     return ""
 
 
@@ -224,8 +224,8 @@ def q1(median_interval):
         if not (_inside(got[1], lo_ok) and _inside(got[2], hi_ok)):
             at_95 = level != 0.95 and _inside(got[1], window(draws, 0.025)) and _inside(got[2], window(draws, 0.975))
             found = ["that is the 95 % interval: use the level argument"] if at_95 else []
-            found += [_diagnose_interval(got[1], got[2], x, level).removeprefix(" — ")]  # samples can make two coincide
-            why = " — " + "; or ".join(f for f in found if f) if any(found) else ""
+            found += [d for d in [_diagnose_interval(got[1], got[2], x, level)] if d]  # samples can make two coincide
+            why = " — " + "; or ".join(found) if found else ""
             if not why:
                 means = boot_means(x, g)
                 if _inside(got[1], window(means, p)) and _inside(got[2], window(means, 1 - p)):
