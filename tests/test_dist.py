@@ -6,6 +6,7 @@ with a unique environment variable and looks for it in every live process).
 import _thread
 import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -167,6 +168,9 @@ def test_hung_worker_times_out_and_is_named(script, tag):
 
 
 def test_interrupt_kills_the_whole_launch(script, tag):
+    # Ctrl-C is a KeyboardInterrupt here even where SIGINT came in ignored (a shell's background job),
+    # in which case interrupt_main would do nothing
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(8.0, _thread.interrupt_main)
     timer.start()
     try:
@@ -174,6 +178,7 @@ def test_interrupt_kills_the_whole_launch(script, tag):
             torchrun(script, nprocs=2, args=["sleep"], timeout=120, env=tag, stream=False)
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, handler)
 
 
 def test_port_in_use_is_refused_clearly_and_avoided(script, tag):
