@@ -75,8 +75,9 @@ def train(method, args, x, y):
         rows = slice(step * args.batch + rank * b, step * args.batch + (rank + 1) * b)
         opt.zero_grad()
         with log if step == args.steps - 1 else contextlib.nullcontext():  # count the last step only
-            with SavedActivations(model) as saved:
-                loss = nn.functional.cross_entropy(model(x[rows]), y[rows])
+            xb, yb = x[rows].clone(), y[rows].clone()  # a batch of its own, as a DataLoader gives (a view
+            with SavedActivations(model) as saved:      # would keep, and count, the whole data set)
+                loss = nn.functional.cross_entropy(model(xb), yb)
             loss.backward()
             opt.step()
     extra_grad = 0
