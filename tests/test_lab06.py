@@ -303,7 +303,7 @@ def test_hints_start_conceptual_then_concrete(capsys):
     first_line = failed(capsys, lab06.q2(worst_fit))
     second_line = failed(capsys, lab06.q2(worst_fit))
     assert first_line.split("hint:")[1] != second_line.split("hint:")[1]
-    assert "spare =" in second_line and "spare =" not in first_line
+    assert "smallest spare" in second_line and "smallest spare" not in first_line
     lab06.q2.wrong_attempts = 0
 
 

@@ -408,9 +408,9 @@ def test_q4_hints_start_conceptual_and_turn_concrete(capsys):
     assert not lab07.q4(stub) and "hint" not in out_of(capsys)     # not done yet: no hint at all
     assert not lab07.q4(reduce_scatter)
     first = out_of(capsys)
-    assert "two phases you already wrote" in first and "all_gather(buffers, net)" not in first
+    assert "two phases you already wrote" in first and "same buffers" not in first
     assert not lab07.q4(reduce_scatter)
-    assert "reduce_scatter(buffers, net), then all_gather(buffers, net)" in out_of(capsys)
+    assert "your reduce-scatter, then your all-gather, both on the same buffers" in out_of(capsys)
 
 
 class Weird:
@@ -453,3 +453,19 @@ def test_q2_to_q4_odd_buffers_and_messages_never_raise(capsys, q):
     for answer in answers:
         ok, line = q(answer), out_of(capsys)
         assert not ok and line.startswith("✘") and "Traceback" not in line and "could not be checked" not in line, line
+
+
+def test_q5_one_whole_tensor_at_world_two_is_not_a_ring(tmp_path, capsys):
+    """At N = 2, 2(N-1)/N·S = S: sending the whole tensor once has the ring's bytes, not its messages."""
+    source = script_cell("solution.ipynb")
+    head = "    rank, world = dist.get_rank(), dist.get_world_size()\n"
+    swap = ("    request = dist.isend(tensor.clone(), (dist.get_rank() + 1) % dist.get_world_size())\n"
+            "    incoming = torch.empty_like(tensor)\n"
+            "    dist.recv(incoming, (dist.get_rank() - 1) % dist.get_world_size())\n"
+            "    request.wait()\n"
+            "    tensor += incoming\n"
+            "    return tensor\n")
+    assert head in source
+    assert not lab07.q5(write(tmp_path, source.replace(head, swap + head)), nprocs=2)
+    out = out_of(capsys)
+    assert "sent 1 message(s)" in out and "a ring sends 2(N-1) = 2" in out and out.count("\n") == 2, out

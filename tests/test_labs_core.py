@@ -1,7 +1,11 @@
 import numpy as np
+import pytest
 import torch
 
+import course_utils
 from course_utils.labs import Result, Wrong, as_array, call, exercise, expect_close, expect_tuple
+from course_utils.labs import lab05 as check5, lab09 as check
+from course_utils.labs.lab09 import reference_gpipe
 
 
 @exercise("q1", hint="add the bias")
@@ -168,4 +172,88 @@ def test_the_courses_own_function_handed_in_is_refused(capsys):
 
     assert not q1(lab01.reference_forward)
     assert "course's own `reference_forward`" in capsys.readouterr().out
-    assert q1(lambda x: x)  # a student's own function (even one that calls ours) is run as usual
+    assert q1(lambda x: x)  # a student's own function is run as usual
+
+
+# --- a student function that only calls the checker's answer is refused ------------------------------
+
+def via_module(p, m):
+    return check.reference_1f1b(p, m)
+
+
+def via_name(p, m):
+    return reference_gpipe(p, m)
+
+
+def via_full_path(p, m):
+    return course_utils.labs.lab09.reference_gpipe(p, m)
+
+
+def via_helper_list(p, m):  # lab09's ANSWER_HELPERS: the 1F1B orders themselves
+    return [list(o) for o in check.orders_1f1b(p, m)]
+
+
+def my_helper(p, m):
+    return check.reference_gpipe(p, m)
+
+
+def via_own_function(p, m):
+    return my_helper(p, m)
+
+
+def make_closure():
+    answer = check.reference_gpipe
+    return lambda p, m: answer(p, m)
+
+
+@pytest.mark.parametrize("fn", [via_module, via_name, via_full_path, via_helper_list, via_own_function,
+                                make_closure(), lambda p, m: [o for o in check.reference_gpipe(p, m)]],
+                         ids=["module", "name", "full-path", "helper-list", "own-function", "closure", "lambda"])
+def test_a_wrapper_of_the_checkers_answer_is_refused(capsys, fn):
+    @exercise("q1", hint=("think", "do"))
+    def q1(f):
+        call(f, 2, 2)
+        return "ok"
+
+    assert not q1(fn)
+    out = capsys.readouterr().out
+    assert "calls the checker's own `" in out and out.count("\n") == 2, out
+
+
+def test_checker_tools_that_are_not_answers_stay_usable(capsys):  # the negative control
+    def uses_the_lab_data(n):
+        return check5.energy_distance(check5.sample_target(n, seed=1), check5.sample_target(n, seed=2))
+
+    @exercise("q1", hint=("think", "do"))
+    def q1(f):
+        call(f, 50)
+        return "ok"
+
+    assert q1(uses_the_lab_data) and q1(lambda n: check.interleaved_limit(2, n, 2, 0))
+
+
+def test_the_real_checks_refuse_the_wrapper(capsys):
+    from course_utils.labs import lab07
+    check.q4.wrong_attempts = 0
+    assert not check.q4(lambda p, m: check.reference_1f1b(p, m))
+    assert "calls the checker's own `reference_1f1b`" in capsys.readouterr().out
+    assert not lab07.q4(lambda buffers, net: lab07.reference_ring_allreduce(buffers, net))
+    assert "calls the checker's own `reference_ring_allreduce`" in capsys.readouterr().out
+    check.q4.wrong_attempts = lab07.q4.wrong_attempts = 0
+
+
+@pytest.mark.parametrize("lab, q, wrapper, name", [
+    ("lab01", "q3", lambda m: lambda X, y, w, b: m.reference_gradient(X, y, w, b), "reference_gradient"),
+    ("lab06", "q2", lambda m: lambda jobs, gpus: m.reference_place(jobs, gpus), "reference_place"),
+    ("lab06", "q3", lambda m: lambda jobs, gpu, n: m.exact_min_gpus(jobs, gpu, n)[0], "exact_min_gpus"),
+    ("lab10", "q1", lambda m: lambda x, level=0.95, resamples=10_000, seed=0: m.reference_interval(x, level, resamples, seed),
+     "reference_interval"),
+])
+def test_every_labs_check_refuses_its_answer_wrapped(capsys, lab, q, wrapper, name):
+    import importlib
+    module = importlib.import_module(f"course_utils.labs.{lab}")
+    check_fn = getattr(module, q)
+    assert not check_fn(wrapper(module))
+    out = capsys.readouterr().out
+    assert f"calls the checker's own `{name}`" in out and "Traceback" not in out, out
+    check_fn.wrong_attempts = 0

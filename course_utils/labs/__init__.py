@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import secrets
 import sys
+from types import CodeType, ModuleType
 from typing import Any, Callable
 
 import numpy as np
@@ -78,7 +79,7 @@ def exercise(name: str, hint: str | tuple[str, str]) -> Callable:
                 run.wrong_attempts += 1
             _say(line)
             return Result(ok, line)
-        run.wrong_attempts = 0
+        run.wrong_attempts, run.hints = 0, hints
         return run
     return wrap
 
@@ -98,15 +99,23 @@ def require_callable(fn: Any, what: str) -> None:
         raise Wrong(f"expected {what} to be a function, got {type(fn).__name__}")
 
 
+REFUSE_ANSWERS = True  # the checkers' own tests build wrong answers from the references and turn this off
+
+
 def call(fn: Callable, *args: Any, what: str = "your function") -> Any:
     """Call student code; turn NotImplementedError into NotDone and other errors into Wrong.
 
     The course's own functions (a checker's reference, a ``course_utils`` helper) handed in as the
-    answer are refused: the exercise is to write the function, not to pass ours back.
+    answer are refused, and so is a function of the student's that calls a checker's answer
+    (``reference_*`` or the module's ``ANSWER_HELPERS``): the exercise is to write the function, not to
+    pass ours back. (Like every in-process check, a determined student can switch this off.)
     """
     require_callable(fn, what)
     if _course_function(fn):
         raise Wrong(f"{what} is the course's own `{fn.__name__}` — write your own function")
+    used = REFUSE_ANSWERS and _reaches_answer(fn)
+    if used:
+        raise Wrong(f"{what} calls the checker's own `{used}` — write your own function")
     try:
         return fn(*args)
     except NotImplementedError as err:
@@ -121,6 +130,47 @@ def _course_function(fn: Any) -> bool:
     if not (isinstance(module, str) and module.startswith("course_utils.") and isinstance(name, str)):
         return False  # a lambda or closure made inside a checker has a course module but no such name
     return getattr(sys.modules.get(module), name, None) is fn
+
+
+def _answers(module: ModuleType) -> set[str]:
+    """A checker module's functions that do an exercise: ``reference_*`` and its ``ANSWER_HELPERS``."""
+    return {n for n, v in vars(module).items()
+            if callable(v) and (n.startswith("reference") or n in getattr(module, "ANSWER_HELPERS", ()))}
+
+
+def _reaches_answer(fn: Any, seen: set | None = None) -> str | None:
+    """The name of a checker's answer that ``fn`` calls — directly, through a lab module (``check.x``),
+    through a closure, or through other functions of the student's — else None."""
+    code, seen = getattr(fn, "__code__", None), seen if seen is not None else set()
+    if not isinstance(code, CodeType) or id(fn) in seen or len(seen) > 50:
+        return None
+    seen.add(id(fn))
+    names, stack = set(code.co_freevars), [code]
+    while stack:  # the function's own code and every function or lambda nested in it
+        c = stack.pop()
+        names |= set(c.co_names)
+        stack += [k for k in c.co_consts if isinstance(k, CodeType)]
+    scope = dict(getattr(fn, "__globals__", None) or {})
+    for name, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or ()):
+        try:
+            scope[name] = cell.cell_contents
+        except ValueError:  # an empty cell
+            pass
+    labs = [m for n, m in list(sys.modules.items()) if n.startswith(f"{__name__}.") and m is not None]
+    for name in names & set(scope):
+        obj = scope[name]
+        if isinstance(obj, ModuleType) and obj.__name__.split(".")[0] == "course_utils":
+            hit = names & set().union(*(_answers(m) for m in labs))
+            if hit:
+                return sorted(hit)[0]
+        elif _course_function(obj):
+            if obj.__module__.startswith(f"{__name__}.") and obj.__name__ in _answers(sys.modules[obj.__module__]):
+                return obj.__name__
+        elif callable(obj) and getattr(obj, "__module__", None) == getattr(fn, "__module__", "") and not isinstance(obj, type):
+            found = _reaches_answer(obj, seen)  # another function of the student's
+            if found:
+                return found
+    return None
 
 
 def _one_line(err: BaseException) -> str:

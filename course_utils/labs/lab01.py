@@ -76,7 +76,8 @@ def _scalar(value, what: str) -> float:
 @exercise("q1 neuron forward",
           hint=("a neuron weighs its inputs, adds its bias, and squashes that sum into (0, 1) with the sigmoid; "
                 "do it for all N rows of X at once",
-                "p = sigmoid(X @ w + b) with sigmoid(z) = 1 / (1 + exp(-z)); X is (N, D), w is (D,)"))
+                "X is (N, D) and w is (D,): one matrix-vector product gives all N weighted sums at once; add b to "
+                "each and apply the sigmoid, 1 / (1 + e^(-z)), element by element"))
 def q1(neuron_forward):
     g, what = rng(), "neuron_forward(X, w, b)"
     for _ in range(3):
@@ -97,7 +98,8 @@ def q1(neuron_forward):
 @exercise("q2 binary cross-entropy",
           hint=("per example: minus the log of the probability the neuron gave to the true class (p for class "
                 "1, 1 - p for class 0); the loss is one number, the average over the examples",
-                "loss = mean(-y·log(p) - (1-y)·log(1-p)): a mean over examples, one number"))
+                "take the log of p where y is 1 and the log of 1 - p where y is 0, negate, and average over the N "
+                "examples: one number"))
 def q2(bce_loss):
     g, what = rng(), "bce_loss(p, y)"
     for _ in range(3):
@@ -116,9 +118,11 @@ def q2(bce_loss):
 
 @exercise("q3 gradient by hand",
           hint=("chain rule: for the sigmoid with cross-entropy, the loss's derivative with respect to z is just "
-                "prediction minus target, per example; then follow z = X @ w + b back to w and b, averaged over "
+                "prediction minus target, per example; then follow the weighted sum z back to w and b, averaged over "
                 "the examples",
-                "with e = sigmoid(X @ w + b) - y: dw = X.T @ e / N (shape (D,)), db = mean(e) (a number)"))
+                "call e the predictions minus the targets (N numbers): the weight gradient weighs each example's "
+                "inputs by its e and averages over the examples, a (D,) vector; the bias gradient is the average "
+                "of e, a number"))
 def q3(gradient):
     g, what = rng(), "gradient(X, y, w, b)"
     for _ in range(3):
@@ -139,7 +143,8 @@ def q3(gradient):
 @exercise("q4 gradient-descent loop",
           hint=("each step: measure where you are (the loss), ask which way is uphill (the gradient), take a step "
                 "of size lr the other way; start from all zeros",
-                "start at w = 0, b = 0; each step: record the loss, compute (dw, db), then w -= lr·dw and b -= lr·db"))
+                "start from zero weights and a zero bias; in each step record the loss, compute both gradients, and "
+                "move each parameter by lr times its gradient, downhill"))
 def q4(gradient_descent):
     g, what = rng(), "gradient_descent(X, y, lr, steps)"
     for _ in range(2):

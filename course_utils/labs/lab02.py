@@ -37,7 +37,9 @@ def reference_forward(x, w1, b1, w2, b2):
 
 @exercise("q1 forward", hint=("two layers: an affine map, a non-linearity that zeroes the negatives, another affine "
                                "map; the scores stay raw (no probabilities here)",
-                               "h = relu(X @ W1 + b1) with np.maximum(·, 0); logits = h @ W2 + b2 (no softmax here)"))
+                               "the first affine map (W1, b1) takes X from (N, D) to (N, H); ReLU keeps the positive "
+                               "entries and zeroes the rest (an element-wise maximum with 0); the second (W2, b2) "
+                               "takes that to (N, C), with no softmax"))
 def q1(forward):
     g = rng()
     for _ in range(3):
@@ -66,9 +68,10 @@ def reference_softmax_cross_entropy(logits, y):
 @exercise("q2 softmax cross-entropy",
           hint=("softmax turns each row of scores into probabilities, the loss averages minus the log-probability "
                 "of the true class, and its gradient per row is 'predicted minus true', scaled for the mean; "
-                "softmax does not change when a row is shifted by a constant, which keeps np.exp from overflowing",
-                "loss = mean(-log softmax(logits)[i, y_i]); dlogits = (softmax - one_hot(y)) / N; "
-                "subtract each row's max before np.exp"))
+                "softmax does not change when a row is shifted by a constant, which keeps the exponentials from overflowing",
+                "subtract each row's maximum before exponentiating; the probabilities are the exponentials over "
+                "their row's sum; the loss averages minus the log-probability of each row's true class; the "
+                "gradient is the probabilities minus the one-hot targets, divided by N"))
 def q2(softmax_cross_entropy):
     g = rng()
     what = "softmax_cross_entropy(logits, y)"
@@ -113,8 +116,9 @@ def _torch_reference(x, y, w1, b1, w2, b2):
           hint=("go back layer by layer from dlogits: a matrix product sends the gradient back through the "
                 "transposed matrix, a bias collects it from every example of the batch, and the ReLU lets it "
                 "through only where it was active",
-                "a gradient has the shape of its variable (dW2 = h.T @ dlogits, (H, C)); a bias gradient sums "
-                "over the batch; through the ReLU multiply by (z > 0)"))
+                "a gradient has the shape of its variable: the last weight's gradient is the hidden activations, "
+                "transposed, times dlogits, (H, C); a bias gradient sums over the batch; the ReLU passes the "
+                "gradient only where its input was positive"))
 def q3(loss_and_grads):
     g = rng()
     what = "loss_and_grads(X, y, W1, b1, W2, b2)"
@@ -147,8 +151,9 @@ def _digits():
 @exercise("q4 training", hint=("many small gradient steps with your loss_and_grads, on shuffled minibatches, "
                                 "for several epochs; the hidden size and the learning rate decide whether the "
                                 "test accuracy clears the target",
-                                "minibatch SGD on batches reshuffled every epoch: W -= lr * dW for all four "
-                                "parameters; lr around 0.5 decaying linearly to 0, 30 epochs, hidden=64"))
+                                "minibatch SGD on batches reshuffled every epoch, each of the four parameters "
+                                "moved against its gradient; a learning rate around 0.5 decaying linearly to 0, "
+                                "about 30 epochs and 64 hidden units"))
 def q4(train):
     x_train, y_train, x_test, y_test = _digits()
     g = rng()

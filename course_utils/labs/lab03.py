@@ -120,8 +120,8 @@ def q2(conv_output_size):
 @exercise("q3 conv2d", hint=(
     "each output channel has its own kernel that spans ALL input channels at once, plus its own bias; "
     "padding adds zeros around the borders, stride makes the window jump",
-    "pad only the two spatial axes with `padding` zeros on each side (np.pad); output (o, i, j) sums kernel o "
-    "times the C_in × kh × kw block starting at row i·stride, column j·stride, plus b[o]; sizes from q2"))
+    "pad only the two spatial axes with `padding` zeros on each side (NumPy's pad); output (o, i, j) sums kernel o "
+    "times the C_in × kh × kw block starting at row i·stride, column j·stride, plus bias o; sizes from q2"))
 def q3(conv2d):
     g = rng()
     what = "conv2d(x, w, b, stride, padding)"
@@ -162,7 +162,8 @@ def q3(conv2d):
     "pooling is a convolution-shaped loop that keeps the largest value of each window instead of a "
     "weighted sum, channel by channel; when no stride is given the windows do not overlap",
     "for each channel, output (i, j) is the maximum of the size × size window starting at row i·stride, "
-    "column j·stride; stride=None means stride = size; the output size is q2's with padding 0"))
+    "column j·stride; without a stride the windows are `size` apart; the output size is q2's with "
+    "padding 0"))
 def q4(max_pool2d):
     g = rng()
     what = "max_pool2d(x, size, stride)"

@@ -79,8 +79,8 @@ def _softplus(x):
     "the discriminator is a binary classifier scored by cross-entropy: which label should a real sample "
     "get, which a fake one? Each batch contributes its own average, and the two parts add up",
     "binary cross-entropy from logits, averaged over each batch: real logits against label 1 plus fake "
-    "logits against label 0 (PyTorch: nn.functional.binary_cross_entropy_with_logits; Keras: "
-    "keras.losses.BinaryCrossentropy(from_logits=True))"))
+    "logits against label 0 (PyTorch's binary_cross_entropy_with_logits; Keras' BinaryCrossentropy "
+    "told that it gets logits)"))
 def q1(discriminator_loss, framework: str = "torch"):
     g = rng()
     n = int(g.integers(3, 40))
@@ -206,8 +206,8 @@ def _perturbed(generator, z, framework, g):
 _Q3_HINT = ("the check feeds YOUR generator network its own noise and compares the samples with the target; "
             "a balanced game needs both networks to improve at a similar pace, and a discriminator that "
             "sees a whole batch at once notices when all samples look alike",
-            "train longer; Adam(lr=1e-3, betas=(0.5, 0.999)) for both networks; if the samples bunch "
-            "together (mode collapse), add the minibatch-std feature of lesson 08; then call check.q3(G)")
+            "train longer; Adam with learning rate 1e-3 and β₁ 0.5 for both networks; if the samples bunch "
+            "together (mode collapse), add the minibatch-std feature of lesson 08; then hand check.q3 your G")
 
 
 @exercise("Q3 GAN on the ring", hint=_Q3_HINT)

@@ -37,6 +37,9 @@ BIG = GPU("A100-80GB", 80, 100)
 
 # --- references ------------------------------------------------------------------------------------
 
+ANSWER_HELPERS = ("spare_after", "exact_min_gpus")  # exercise answers besides reference_* (see labs.call)
+
+
 def reference_fits(job, free) -> bool:
     return job.mem <= free[0] and job.compute <= free[1]
 
@@ -180,8 +183,8 @@ def fit_cases(g):
 
 @exercise("q1 fits", hint=("a job fits a GPU only when every resource it needs is available — memory and "
                            "compute are separate limits; a job that exactly fills what is left still fits",
-                           "compare job.mem with free[0] and job.compute with free[1], both with <=, "
-                           "and return a bool"))
+                           "the job fits when its memory is at most the free memory (the first entry of "
+                           "free) and its compute at most the free compute (the second); answer True or False"))
 def q1(fits):
     g = rng()
     for job, free, want in fit_cases(g):
@@ -233,9 +236,9 @@ def _names(gpus) -> str:
                                "fits that it fills most tightly — not the first GPU that fits (first fit), "
                                "not the emptiest (worst fit); a job that fits nowhere is reported, not forced",
                                "keep what is free on each GPU; for each job, among the GPUs where it fits, "
-                               "pick the one with the smallest spare = (mem left − job.mem) / gpu.mem + "
-                               "(compute left − job.compute) / gpu.compute, subtract the job there; -1 when "
-                               "none fits"))
+                               "pick the one with the smallest spare: the memory left after the job as a share "
+                               "of the GPU's memory plus the compute left as a share of its compute; subtract "
+                               "the job there; -1 when none fits"))
 def q2(best_fit):
     g = rng()
     for jobs, gpus in placement_instances(g):
@@ -307,10 +310,11 @@ def min_gpu_instances(g):
 @exercise("q3 min_gpus", hint=("the fewest GPUs is an integer program: a yes/no variable for each job on each "
                                "GPU slot and one for each slot being used; minimise the slots used, with "
                                "every job in exactly one slot and each slot's memory and compute within the GPU's",
-                               "build x[i, g] and y[g] as one vector for scipy.optimize.milp with integrality "
-                               "1 and bounds 0..1; rows: sum_g x[i, g] = 1 per job; sum_i mem_i x[i, g] − "
-                               "gpu.mem·y[g] <= 0 and the same for compute per slot; objective: the sum of y; "
-                               "leave out (as -1) jobs that fit no GPU"))
+                               "one vector for scipy.optimize.milp holds a 0/1 integer variable per (job, slot) "
+                               "and one per slot; one row per job makes its variables sum to exactly one; per "
+                               "slot, the memory of its jobs minus the GPU's memory times 'slot used' must not "
+                               "exceed zero, and the same for compute; minimise the slots used; leave out "
+                               "(as -1) jobs that fit no GPU"))
 def q3(min_gpus):
     g = rng()
     for jobs, k, n_slots in min_gpu_instances(g):
@@ -393,7 +397,8 @@ def _check_policy(fn, name, preemptive, ref_index):
 @exercise("q4 sjf", hint=("shortest job first looks at the jobs that wait and starts the one with the least "
                           "work in total; a choice that ignores the jobs (always the first, a random one) is FCFS "
                           "or worse",
-                          "return the job of queue with the smallest job.duration (ties: the earliest arrival)"))
+                          "of the waiting jobs, the one with the least total work (on a tie, the one that "
+                          "arrived first)"))
 def q4(sjf):
     _check_policy(sjf, "sjf", False, 2)
     return "same mean completion time as the reference SJF (to 1e-9) on hidden streams, lower than FCFS's"
@@ -401,8 +406,8 @@ def q4(sjf):
 
 @exercise("q5 srpt", hint=("with pre-emption the simulator hands every running job back at each arrival or "
                            "completion; SRPT then picks by the work still to do, not by the job's total size",
-                           "return the job of queue with the smallest state[\"remaining\"][job.id] (ties: the "
-                           "earliest arrival)"))
+                           "of the waiting jobs, the one with the least work still to do — the state the "
+                           "simulator passes says what is left of each — on a tie, the one that arrived first"))
 def q5(srpt):
     _check_policy(srpt, "srpt", True, 3)
     return ("same mean completion time as the reference SRPT (to 1e-9) on hidden streams, "

@@ -198,10 +198,10 @@ def _expected_owner_chunk(n):
 
 # --- q1 ----------------------------------------------------------------------------------------------
 
-@exercise("q1 chunk_bounds", hint=("np.array_split makes n pieces whose lengths differ by at most one, the longer "
+@exercise("q1 chunk_bounds", hint=("NumPy's array_split makes n pieces whose lengths differ by at most one, the longer "
                                     "ones first, each starting where the previous one stopped",
-                                    "sizes: size // n each, plus one for the first size % n chunks; "
-                                    "each chunk starts where the previous one stopped"))
+                                    "every chunk gets the whole quotient of size by n, and the first (size mod n) "
+                                    "chunks one more; each chunk starts where the previous one stopped"))
 def q1(chunk_bounds):
     g = rng()
     cases = _cases(g) + [(int(g.integers(5, 9)), int(g.integers(1, 4)))]  # also fewer elements than chunks
@@ -228,8 +228,9 @@ def q1(chunk_bounds):
 
 @exercise("q2 reduce_scatter", hint=("a chunk travels around the ring and grows into a sum: each receiver adds "
                                       "its own copy to what arrives and passes the running sum on at the next step",
-                                      "at step s worker r sends chunk (r - s) % n to (r + 1) % n, which ADDS it; "
-                                      "n - 1 steps; afterwards worker r owns chunk (r + 1) % n"))
+                                      "at the first step worker r sends its chunk number r to its right neighbour, "
+                                      "which ADDS it to its own copy; at each later step a worker passes on the chunk "
+                                      "it has just added to; after n - 1 steps worker r owns chunk r + 1 (mod n)"))
 def q2(reduce_scatter):
     g = rng()
     for n, size in _cases(g):
@@ -259,8 +260,9 @@ def q2(reduce_scatter):
 
 @exercise("q3 all_gather", hint=("now the finished chunks travel: each worker passes on the finished chunk it "
                                   "owns or received last, and the receiver replaces its copy",
-                                  "at step s worker r sends chunk (r + 1 - s) % n to (r + 1) % n, which OVERWRITES "
-                                  "its copy (no adding); n - 1 steps"))
+                                  "at the first step worker r sends the finished chunk it owns (r + 1, mod n) to its "
+                                  "right neighbour, which OVERWRITES its copy (no adding); at each later step it passes "
+                                  "on the chunk it has just received; n - 1 steps"))
 def q3(all_gather):
     g = rng()
     for n, size in _cases(g):
@@ -291,7 +293,8 @@ def q3(all_gather):
 
 @exercise("q4 ring_allreduce", hint=("the all-reduce is the two phases you already wrote, in the right order; "
                                       "every message must carry real partial sums",
-                                      "reduce_scatter(buffers, net), then all_gather(buffers, net), on the same buffers"))
+                                      "your reduce-scatter, then your all-gather, both on the same buffers and the same "
+                                      "network"))
 def q4(ring_allreduce):
     g = rng()
     for i, (n, size) in enumerate(_cases(g, 6)):
@@ -332,8 +335,9 @@ _PEER_CLOSED = ("connection closed", "connection reset", "gloo", "broken pipe", 
           hint=("the same two phases as in NumPy, now with one tensor per process: each step every rank sends "
                 "one chunk to its right neighbour and receives one from its left — and no rank may wait "
                 "for its send to finish before it starts receiving",
-                "dist.isend(chunk, (rank + 1) % world) returns a request; then dist.recv into a new tensor from "
-                "(rank - 1) % world; then request.wait(); chunks = torch.tensor_split(tensor, world)"))
+                "split the tensor into world chunks (tensor_split); at each step start the send to the right "
+                "neighbour with the non-blocking isend, which returns a request, receive from the left "
+                "neighbour into a fresh tensor with recv, and only then wait for the request"))
 def q5(path="my_ring.py", nprocs: int | None = None, timeout: float = 90):
     from course_utils.dist import DistError, torchrun
     if not isinstance(path, (str, Path)):
@@ -399,4 +403,9 @@ def q5(path="my_ring.py", nprocs: int | None = None, timeout: float = 90):
                 raise Wrong(f"world {n}, size {s}: rank {rank} sent {sent} bytes, expected 2(N-1)/N·S = {exact:.0f}")
             if abs(sent - exact) > 2 * 8:
                 raise Wrong(f"world {n}, size {s}: rank {rank} sent {sent} bytes, expected about {exact:.0f}")
+            messages, chunk = case.get("messages", []), {s // n, -(-s // n)}
+            if len(messages) != 2 * (n - 1) or not set(messages) <= chunk:  # at N = 2 one whole tensor has the bytes
+                raise Wrong(f"world {n}, size {s}: rank {rank} sent {len(messages)} message(s) of "
+                            f"{sorted(set(messages))} numbers; a ring sends 2(N-1) = {2 * (n - 1)}, one chunk "
+                            f"({' or '.join(map(str, sorted(chunk)))} numbers) each")
     return "equals dist.all_reduce on hidden world sizes and tensors; bytes per rank = 2(N−1)/N·S"

@@ -30,8 +30,9 @@ WORLDS = (2, 3)  # hidden world sizes (3 ranks on 2 cores is fine for this tiny 
 TIMEOUT = 150
 HINT_SHARDS = ("every rank must see a different part of each global batch, the parts together being exactly "
                "the batch one process would use — with the same shuffle, renewed every epoch, on every rank",
-               "use DistributedSampler(data, shuffle=True, seed=args.seed, drop_last=True), a per-rank batch "
-               "of args.batch // world_size, and sampler.set_epoch(epoch) at the start of every epoch")
+               "a DistributedSampler that shuffles with the run's seed and drops the uneven tail, a per-rank "
+               "batch of the global batch divided by the world size, and the sampler's set_epoch at the start "
+               "of every epoch")
 
 AUDIT = r'''
 import atexit, json, os, runpy, sys
@@ -252,8 +253,8 @@ def q2(script) -> str:
 @exercise("q3 one checkpoint, from rank 0",
           ("every rank holds the same model, so one rank writes it; and the file should load into the model "
            "without the DDP wrapper",
-           "guard the save with `if rank == 0:` and save model.module.state_dict() (the plain model inside "
-           "the DDP wrapper)"))
+           "only rank 0 saves, and it saves the state dict of the plain model that the DDP wrapper holds "
+           "(its module)"))
 def q3(script) -> str:
     run = _completed(script)
     savers = [r for r in range(run.hidden["world"]) if run.audits[r]["saves"]]

@@ -31,6 +31,9 @@ from course_utils.labs import NotDone, Wrong, as_array, call, exercise, rng
 MAX_OPS = 20_000  # more entries than this is no schedule of these sizes (and would be slow to read)
 
 
+ANSWER_HELPERS = ("orders_1f1b", "orders_interleaved")  # exercise answers besides reference_* (see labs.call)
+
+
 # --- references ------------------------------------------------------------------------------------
 
 def reference_place(orders, p, v=1, slack=None):
@@ -303,8 +306,8 @@ def hidden_schedules(g):
 @exercise("q2 bubble_fraction", hint=("the bubble is the idle share of p stages over the whole span of the "
                                       "schedule, read from the schedule itself — whatever schedule it is",
                                       "each op keeps its stage busy one tick; the span runs from the first "
-                                      "tick to the end of the last op (last tick + 1); bubble = 1 − "
-                                      "(number of ops) / (p · span)"))
+                                      "tick to the end of the last op (last tick + 1); the bubble is one minus "
+                                      "the number of ops over p times the span"))
 def q2(bubble_fraction):
     if _uses_library(bubble_fraction, ("bubble_fraction", "busy_idle", "intervals")):
         raise Wrong("your function calls course_utils.pipeline's own measure: compute the bubble yourself")
@@ -358,7 +361,7 @@ def q3(peak_in_flight):
                                   "backwards — and give each op the first tick at which it may run",
                                   "stage s: p − 1 − s warm-up forwards, then m − (p − 1 − s) pairs (next "
                                   "forward, oldest backward), then the remaining backwards; place each op at "
-                                  "max(tick its stage is free, end of the ops it needs)"))
+                                  "the later of the tick its stage is free and the end of the ops it needs"))
 def q4(one_f_one_b):
     g = rng()
     pairs = _draws(g, 4, (2, 6), lambda p: range(p, 13)) + _draws(g, 1, (2, 6), lambda p: [p])
@@ -387,8 +390,9 @@ def q4(one_f_one_b):
                                   "stage s is virtual stage c·p + s); run 1F1B over the p·v virtual stages, with "
                                   "micro-batches moving through the chunks in groups of p, and more warm-up "
                                   "forwards than plain 1F1B",
-                                  "on stage s the k-th forward takes micro-batch (k // (p·v))·p + k % p "
-                                  "through chunk (k // p) % v, and the backwards visit the chunks in reverse; "
+                                  "on every stage the forwards take micro-batches 0 … p − 1 through chunk 0, "
+                                  "the same group through chunk 1, …, chunk v − 1, then the next group of p; the "
+                                  "backwards take the same groups through the chunks in reverse; "
                                   "2(p − 1 − s) + (v − 1)·p warm-up forwards, alternate, then the remaining "
                                   "backwards; place every op as early as its stage and the ops it needs allow"))
 def q5(interleaved):

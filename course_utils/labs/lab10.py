@@ -66,6 +66,9 @@ ROW_KEYS = ("framework", "model", "strategy", "workers", "images_per_step", "ste
 
 # --- references --------------------------------------------------------------------------------------
 
+ANSWER_HELPERS = ("boot_medians", "ratio_draws")  # exercise answers besides reference_* (see labs.call)
+
+
 def boot_medians(values, resamples: int, g: np.random.Generator) -> np.ndarray:
     """The median of each of ``resamples`` samples drawn with replacement, of the same size."""
     values = np.asarray(values, dtype=float)
@@ -481,7 +484,7 @@ def check_claim(rows, claim) -> str:
     "times, both rows measured here in one environment, and a claim that stays inside the interval of the ratio",
     "pass the two rows exactly as the harness returned them (warm-up and at least 5 repeats, nothing edited); "
     "take your speedup of one over the other: when its whole interval is above 1 that one is faster by the "
-    "ratio, when it is below 1 the other one is, and when it contains 1 claim speedup=None"))
+    "ratio, when it is below 1 the other one is, and when it contains 1 claim a speedup of None"))
 def q3(rows, claim=None):
     if (rows is None or (isinstance(rows, (list, tuple)) and len(rows) == 0)) and not claim:
         raise NotDone
