@@ -189,3 +189,24 @@ def test_odd_arguments_never_raise(bad, capsys):
         assert not q(bad)
         out = lines(capsys)
         assert out.startswith("✘") and "Traceback" not in out and "could not be checked" not in out, out
+
+
+NO_COMMUNICATION = variant(
+    "        for xb, yb in loader:\n"
+    "            opt.zero_grad()\n"
+    "            loss = nn.functional.cross_entropy(model(xb.to(device)), yb.to(device))\n",
+    "        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(args.seed + epoch))\n"
+    "        for i, (xb, yb) in enumerate(loader):  # fetch the own shard (what an audit of the data sees)...\n"
+    "            idx = order[i * args.batch:(i + 1) * args.batch]\n"
+    "            xb, yb = data.tensors[0][idx], data.tensors[1][idx]  # ...but train on the whole batch\n"
+    "            opt.zero_grad()\n"
+    "            loss = nn.functional.cross_entropy(model.module(xb.to(device)), yb.to(device))\n")
+
+
+def test_training_alone_on_the_whole_batch_is_rejected(tmp_path, capsys):
+    """Every rank rebuilds the single-process batch and trains on it through the unwrapped model: the right
+    parameters, the right shards fetched, and no communication at all."""
+    path = write(tmp_path, NO_COMMUNICATION)
+    assert lab08.q1(path) and not lab08.q2(path)
+    out = lines(capsys)
+    assert "the parameters match, but rank" in out and "all-reduced 0 bytes" in out, out

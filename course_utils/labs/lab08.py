@@ -37,10 +37,28 @@ HINT_SHARDS = ("every rank must see a different part of each global batch, the p
 AUDIT = r'''
 import atexit, json, os, runpy, sys
 import torch
+import torch.distributed as dist
+from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import TensorDataset
 
-audit = {"indices": [], "saves": []}
+audit = {"indices": [], "saves": [], "allreduced": 0}
 _getitem, _save = TensorDataset.__getitem__, torch.save
+_ddp_init, _all_reduce = DistributedDataParallel.__init__, dist.all_reduce
+
+
+def ddp_init(self, *args, **kwargs):
+    _ddp_init(self, *args, **kwargs)
+
+    def counted(state, bucket):  # DDP's own gradient all-reduce (the default averaging), counted
+        audit["allreduced"] += bucket.buffer().numel() * bucket.buffer().element_size()
+        return allreduce_hook(state, bucket)
+    self.register_comm_hook(None, counted)
+
+
+def all_reduce(tensor, *args, **kwargs):  # gradients averaged by hand count too
+    audit["allreduced"] += tensor.numel() * tensor.element_size()
+    return _all_reduce(tensor, *args, **kwargs)
 
 
 def getitem(self, index):
@@ -60,6 +78,7 @@ def write_audit():
 
 
 TensorDataset.__getitem__, torch.save = getitem, save
+DistributedDataParallel.__init__, dist.all_reduce = ddp_init, all_reduce
 atexit.register(write_audit)  # also when the script calls sys.exit()
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
@@ -247,6 +266,14 @@ def q2(script) -> str:
     err = max(float(np.abs(got[k] - run.reference[k]).max()) for k in got)
     if not np.isfinite(err) or err > 1e-5:
         raise Wrong(f"the final parameters differ from the single-process reference by up to {err:.2g}")
+    steps = run.hidden["steps"]
+    need = steps * sum(v.size * 4 for v in run.reference.values())  # every step's float32 gradients
+    for r in range(run.hidden["world"]):
+        sent = int(run.audits[r].get("allreduced", 0))
+        if sent < need:
+            raise Wrong(f"the parameters match, but rank {r} all-reduced {sent} bytes of gradients in {steps} "
+                        f"steps, not the {need} that averaging every step's gradients takes: each rank must "
+                        "train on its own shard and the ranks must average their gradients (DDP)")
     return "at the end of the hidden run the checkpoint equals the single-process reference (max |Δ| <= 1e-5)"
 
 
