@@ -9,6 +9,7 @@ micro-batches and are saved after the step, for two ways of scaling the loss:
   global: each micro-batch's summed loss / the GLOBAL batch size (the right one)
   wrong:  each micro-batch's mean loss, summed over micro-batches (divides by the micro-batch size)
 Each rank writes OUT/hand_rank{r}.npz (its stage's gradients per variant) and prints its messages.
+On CPUs the ranks use gloo; with a GPU per rank, NCCL and that GPU (course_utils.dist.backend/device).
 """
 import argparse
 
@@ -17,6 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from course_utils.dist import backend, device
 from pipe_common import load, make_model, stages
 
 
@@ -30,7 +32,7 @@ def step(stage, rank, x, y, m, variant, log):
             log.append(("send", "activation", j, a.numel() * a.element_size()))
             held.append((a, None))
         else:
-            h = torch.empty(b, stage[0].in_features)
+            h = torch.empty(b, stage[0].in_features, device=y.device)
             dist.recv(h, 0)
             h.requires_grad_()
             out = stage(h)
@@ -61,17 +63,17 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--micro", type=int, default=4)
     args = ap.parse_args()
-    dist.init_process_group("gloo")
-    rank = dist.get_rank()
+    dist.init_process_group(backend())  # gloo on CPUs; NCCL when each rank has a GPU
+    rank, dev = dist.get_rank(), device()
     torch.set_num_threads(1)
-    x, y = load(args.data, args.batch)
+    x, y = (t.to(dev) for t in load(args.data, args.batch))
     result = {}
     for variant in ("global", "wrong"):
-        stage = stages(make_model(), 2)[rank]
+        stage = stages(make_model().to(dev), 2)[rank]
         log = []
         step(stage, rank, x, y, args.micro, variant, log)
         for name, p in stage.named_parameters():
-            result[f"{variant}/{name}"] = p.grad.numpy()
+            result[f"{variant}/{name}"] = p.grad.cpu().numpy()
         sent = [e for e in log]
         print(f"{variant}: rank {rank} sent {len(sent)} {'activations' if rank == 0 else 'gradients'} "
               f"of {sent[0][3]} bytes each" if sent else f"{variant}: rank {rank} sent nothing", flush=True)

@@ -11,9 +11,13 @@
    backward; its real compute is tiny) and with real compute (--width wide layers, no sleep). Each
    setting runs 1 warm-up step and --repeats timed steps; the activation bytes each stage holds
    (saved_tensors_hooks) are tracked in the calibrated runs. Rank 0 writes OUT/timelines.json.
+
+On CPUs the ranks use gloo; with a GPU per rank, NCCL and that GPU (course_utils.dist.backend/device),
+and every time stamp first waits for the GPU's queued work (torch.cuda.synchronize).
 """
 import argparse
 import json
+import time
 
 import numpy as np
 import torch
@@ -21,6 +25,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe, ScheduleInterleaved1F1B
 
+from course_utils.dist import backend, device
 from course_utils.pipeline import Timeline
 from pipe_by_hand import step as hand_step
 from pipe_common import Calibrated, LiveActivations, Tracked, load, make_model, stages
@@ -36,9 +41,20 @@ def local_stages(model, name, rank, world):
     return [(rank, stages(model, world)[rank])]
 
 
+def clock_for(dev):
+    """perf_counter, after the GPU's queued work is done (CUDA kernels run asynchronously)."""
+    if dev.type != "cuda":
+        return time.perf_counter
+
+    def clock():
+        torch.cuda.synchronize(dev)
+        return time.perf_counter()
+    return clock
+
+
 def run_step(name, mods, rank, world, x, y, m):
     n = 2 * world if name == "Interleaved1F1B" else world
-    pipe = [PipelineStage(mod, i, n, torch.device("cpu")) for i, mod in mods]
+    pipe = [PipelineStage(mod, i, n, y.device) for i, mod in mods]
     loss = nn.functional.cross_entropy  # a mean per micro-batch; scale_grads=True divides the sum by m
     sched = SCHEDULES[name](pipe if name == "Interleaved1F1B" else pipe[0], n_microbatches=m, loss_fn=loss)
 
@@ -53,15 +69,15 @@ def run_step(name, mods, rank, world, x, y, m):
 def gradients(x, y, m, rank, world):
     out = {}
     for name in SCHEDULES:
-        model = make_model()
+        model = make_model().to(y.device)
         mods = local_stages(model, name, rank, world)
         run_step(name, mods, rank, world, x, y, m)()
         for _, mod in mods:  # a slice of nn.Sequential keeps the model's names ("4.weight", ...)
-            out.update({f"{name}/{k}": p.grad.numpy() for k, p in mod.named_parameters()})
+            out.update({f"{name}/{k}": p.grad.cpu().numpy() for k, p in mod.named_parameters()})
     return out
 
 
-def timelines(args, rank, world, mode):
+def timelines(args, rank, world, mode, dev):
     """For each schedule and m: a list of runs, each {records, act_peak, act_per_mb} (rank 0 gathers)."""
     results = {}
     for name in SCHEDULES:
@@ -72,18 +88,19 @@ def timelines(args, rank, world, mode):
             timeline = Timeline()
             if mode == "calibrated":
                 x, y = torch.randn(8 * m, 64), torch.randint(0, 10, (8 * m,))
-                base = make_model()
+                base = make_model().to(dev)
                 tick = args.tick / (2 if name == "Interleaved1F1B" else 1)  # a chunk is half a stage
             else:
                 w = args.width
                 x, y = torch.randn(32 * m, w), torch.randint(0, 10, (32 * m,))
                 base = nn.Sequential(nn.Linear(w, w), nn.Tanh(), nn.Linear(w, w), nn.Tanh(), nn.Linear(w, w),
-                                     nn.Tanh(), nn.Linear(w, 10))  # stage 0: 2 layers; stage 1: 1 + head
+                                     nn.Tanh(), nn.Linear(w, 10)).to(dev)  # stage 0: 2 layers; stage 1: 1 + head
+            x, y = x.to(dev), y.to(dev)
             mods, wrapped, trackers = local_stages(base, name, rank, world), [], []
             for i, mod in mods:
                 tracker = LiveActivations(mod.parameters())
                 inner = Tracked(Calibrated(mod, tick, tick) if mode == "calibrated" else mod, tracker)
-                wrapped.append((i, timeline.wrap(inner, stage=i % world, chunk=i // world)))
+                wrapped.append((i, timeline.wrap(inner, stage=i % world, chunk=i // world, clock=clock_for(dev))))
                 trackers.append(tracker)
             go = run_step(name, wrapped, rank, world, x, y, m)
             runs = []
@@ -122,17 +139,17 @@ def main():
     ap.add_argument("--width", type=int, default=256, help="layer width of the real-compute runs")
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
-    dist.init_process_group("gloo")
-    rank, world = dist.get_rank(), dist.get_world_size()
+    dist.init_process_group(backend())  # gloo on CPUs; NCCL when each rank has a GPU
+    rank, world, dev = dist.get_rank(), dist.get_world_size(), device()
     torch.set_num_threads(1)
-    x, y = load(args.data, args.batch)
+    x, y = (t.to(dev) for t in load(args.data, args.batch))
 
     hand = {}
     for variant in ("global", "wrong"):
-        stage = stages(make_model(), world)[rank]
+        stage = stages(make_model().to(dev), world)[rank]
         log = []
         hand_step(stage, rank, x, y, args.micro, variant, log)
-        hand.update({f"{variant}/{k}": p.grad.numpy() for k, p in stage.named_parameters()})
+        hand.update({f"{variant}/{k}": p.grad.cpu().numpy() for k, p in stage.named_parameters()})
         hand[f"{variant}/sent by rank {rank}"] = np.array(len(log))
     np.savez(f"{args.out}/hand_rank{rank}.npz", **hand)
     print(f"GPipe by hand: rank {rank} sent {len(log)} {'activations' if rank == 0 else 'gradients'} per step",
@@ -143,7 +160,7 @@ def main():
 
     out = {"tick": args.tick, "world": world, "repeats": args.repeats}
     for mode in ("calibrated", "real"):
-        out[mode] = timelines(args, rank, world, mode)
+        out[mode] = timelines(args, rank, world, mode, dev)
     if rank == 0:
         with open(f"{args.out}/timelines.json", "w") as f:
             json.dump(out, f)
