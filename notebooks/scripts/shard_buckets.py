@@ -10,6 +10,8 @@ Part 2, compression: the same model trained ``--steps`` SGD steps with each buil
 all-reduce, fp16, bf16, PowerSGD rank 1). In every step the hook's averaged gradient is compared with
 the exact average, all-reduced on a separate process group, and the bytes each hook all-reduces are
 counted (shard_comm.CommLog). Rank 0 writes OUT/buckets.json.
+On CPUs the ranks use gloo; with a GPU per rank, NCCL and that GPU (course_utils.dist.backend / device).
+There the time stamps are the host's: when the autograd engine and NCCL's completion callbacks run.
 """
 import argparse
 import contextlib
@@ -26,6 +28,7 @@ from torch import nn
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from course_utils.dist import backend, device
 from shard_comm import CommLog
 
 
@@ -77,7 +80,7 @@ def timed_hook(events, start):
 def bucket_runs(args, data):
     runs = {}
     for cap in args.caps:
-        model = make_model(args)
+        model = make_model(args).to(data[0].device)
         ddp = DDP(model, bucket_cap_mb=cap)
         events, start, layers = [], [0.0, 0], []
         ddp.register_comm_hook(None, timed_hook(events, start))
@@ -126,7 +129,7 @@ def compression_runs(args, data):
     runs = {}
     for name, make in hooks.items():
         hook, state = make()
-        ddp = DDP(make_model(args), bucket_cap_mb=25)
+        ddp = DDP(make_model(args).to(data[0].device), bucket_cap_mb=25)
         errors, losses = [], []
         ddp.register_comm_hook(None, measuring_hook(hook, state, exact_group, errors))
         opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
@@ -146,9 +149,10 @@ def compression_runs(args, data):
 
 def main():
     args = parse_args()
-    dist.init_process_group("gloo")
+    dist.init_process_group(backend())  # gloo on CPUs; NCCL when each rank has a GPU
+    dev = device()
     with np.load(args.data) as f:
-        data = torch.tensor(f["x"]), torch.tensor(f["y"])
+        data = torch.tensor(f["x"]).to(dev), torch.tensor(f["y"]).to(dev)
     result = {"world": dist.get_world_size(), "model_bytes": sum(
         p.numel() * p.element_size() for p in make_model(args).parameters()),
         "buckets": bucket_runs(args, data), "compression": compression_runs(args, data)}

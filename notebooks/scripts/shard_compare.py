@@ -8,7 +8,8 @@ Every method starts from the same weights and takes ``--steps`` Adam steps on th
   - the bytes it holds per category after a step (course_utils.memory; DTensors count their local shard);
   - the collectives of the last step and the bytes it sends for them (shard_comm.CommLog);
   - for FSDP2, each parameter's global shape and the shape of the local DTensor shard.
-Rank 0 writes OUT/compare.json for the notebook.
+Rank 0 writes OUT/compare.json for the notebook. On CPUs the ranks use gloo; with a GPU per rank, NCCL
+and that GPU (course_utils.dist.backend / device).
 """
 import argparse
 import contextlib
@@ -24,6 +25,7 @@ from torch import nn
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from course_utils.dist import backend, device
 from course_utils.memory import SavedActivations, gradient_bytes, optimizer_state_bytes, parameter_bytes
 from shard_comm import CommLog
 from shard_zero1 import Zero1Adam
@@ -48,7 +50,7 @@ def make_model(hidden):
 
 def train(method, args, x, y):
     rank, world = dist.get_rank(), dist.get_world_size()
-    model = make_model(args.hidden)
+    model = make_model(args.hidden).to(x.device)
     log = CommLog()
     if method in ("DDP", "ZeroRedundancyOptimizer"):
         model = DDP(model)
@@ -63,7 +65,7 @@ def train(method, args, x, y):
     else:  # FSDP2: shard every Linear, then the root
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import fully_shard
-        mesh = init_device_mesh("cpu", (world,))
+        mesh = init_device_mesh(x.device.type, (world,))
         reshard = "False" not in method
         for layer in model:
             if isinstance(layer, nn.Linear):
@@ -95,9 +97,9 @@ def train(method, args, x, y):
         if hasattr(p, "full_tensor"):  # a DTensor: FSDP2
             shards.append({"name": name, "global": list(p.shape), "local": list(p.to_local().shape),
                            "placement": str(p.placements[0])})
-            full[name] = p.full_tensor().detach().numpy()  # a collective: every rank calls it
+            full[name] = p.full_tensor().detach().cpu().numpy()  # a collective: every rank calls it
         else:
-            full[name] = p.detach().numpy()
+            full[name] = p.detach().cpu().numpy()
     return {"memory": memory, "moments": moments, "activations": saved.bytes, "comm": log.summary(world), "shards": shards,
             "loss": loss.item(), "numel": sum(v.size for v in full.values())}, full
 
@@ -108,10 +110,10 @@ METHODS = ["DDP", "ZeRO-1 by hand", "ZeRO-1, skip all-gather (control)", "ZeroRe
 
 def main():
     args = parse_args()
-    dist.init_process_group("gloo")
-    rank, world = dist.get_rank(), dist.get_world_size()
+    dist.init_process_group(backend())  # gloo on CPUs; NCCL when each rank has a GPU
+    rank, world, dev = dist.get_rank(), dist.get_world_size(), device()
     with np.load(args.data) as f:
-        x, y = torch.tensor(f["x"]), torch.tensor(f["y"])
+        x, y = torch.tensor(f["x"]).to(dev), torch.tensor(f["y"]).to(dev)
     results, reference, init = {}, None, make_model(args.hidden).state_dict()
     for method in METHODS:
         result, full = train(method, args, x, y)

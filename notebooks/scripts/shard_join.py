@@ -8,6 +8,8 @@
    saving while the other waits in its next gradient all-reduce for a partner that never comes. Nothing
    can match them up, so both wait until the process group's timeout (``--timeout`` seconds; the
    default is 30 minutes) and fail with a timeout error.
+Both runs use gloo on the CPU, also on GPU machines: what is shown is gloo's timeout. With NCCL a
+timed-out collective is caught by NCCL's watchdog instead, which by default tears the process down.
 """
 import argparse
 import json

@@ -25,7 +25,7 @@ class Zero1Adam:
         self.adam = torch.optim.Adam([self.mine], lr=lr)  # so its state covers 1/N of the parameters
 
     def flat(self, tensors):
-        out = torch.zeros(self.shard * self.world)
+        out = torch.zeros(self.shard * self.world, device=tensors[0].device)
         out[:self.numel] = torch.cat([t.reshape(-1) for t in tensors])
         return out
 
@@ -35,7 +35,7 @@ class Zero1Adam:
 
     @torch.no_grad()
     def step(self):
-        grad_slice = torch.empty(self.shard)
+        grad_slice = torch.empty(self.shard, device=self.mine.device)
         dist.reduce_scatter_single(grad_slice, self.flat([p.grad for p in self.params]))  # 2. sum, my slice
         self.mine.grad = grad_slice / self.world                                          #    -> average
         self.adam.step()                                                                   # 3. update it
