@@ -4,7 +4,8 @@
 
 Every rank builds the model with its OWN seed (seed + rank), so the ranks start with different
 weights, as they would if a script forgot to seed. Rank r writes OUT/broadcast{r}.npz with its
-parameters (one flat vector) before and after wrapping the model in DDP.
+parameters (one flat vector) before and after wrapping the model in DDP. On CPUs the ranks use gloo;
+with a GPU per rank, NCCL and that GPU (course_utils.dist.backend / device).
 """
 import argparse
 import os
@@ -18,6 +19,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.nn.utils import parameters_to_vector
 
+from course_utils.dist import backend, device
+
 
 def make_model(seed):
     torch.manual_seed(seed)
@@ -25,7 +28,7 @@ def make_model(seed):
 
 
 def flat(model):
-    return parameters_to_vector(model.parameters()).detach().clone().numpy()
+    return parameters_to_vector(model.parameters()).detach().cpu().numpy()
 
 
 def main():
@@ -33,9 +36,9 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    dist.init_process_group("gloo")
+    dist.init_process_group(backend())  # gloo on CPUs; NCCL when each rank has a GPU
     rank = dist.get_rank()
-    model = make_model(args.seed + rank)  # a different initialisation on every rank
+    model = make_model(args.seed + rank).to(device())  # a different initialisation on every rank
     before = flat(model)
     ddp = DDP(model)  # the constructor broadcasts rank 0's parameters and buffers
     after = flat(ddp.module)
