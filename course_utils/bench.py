@@ -164,13 +164,33 @@ def measure(fn: Callable[[], Any], *, warmup: int = 2, repeats: int = 7,
     return Timing(tuple(samples), "s", warmup)
 
 
+def _cuda(device):
+    """(torch.device or None, whether it is a GPU): ``device`` None means "the GPU, if there is one"."""
+    import torch
+    dev = torch.device(device) if device is not None else None
+    return dev, (dev.type == "cuda" if dev is not None else torch.cuda.is_available())
+
+
 def torch_sync(device=None) -> Callable[[Any], None]:
     """A ``sync`` that waits for the GPU: ``torch.cuda.synchronize(device)`` when ``device`` is a CUDA
     device (or None with a GPU present); on a CPU it does nothing (CPU ops finish before they return)."""
     import torch
-    dev = torch.device(device) if device is not None else None
-    on_gpu = dev.type == "cuda" if dev is not None else torch.cuda.is_available()
+    dev, on_gpu = _cuda(device)
     return (lambda result: torch.cuda.synchronize(dev)) if on_gpu else (lambda result: None)
+
+
+def synced_clock(device=None) -> Callable[[], float]:
+    """``time.perf_counter`` that first waits for ``device``'s queued GPU work (as ``torch_sync``), for
+    time stamps of asynchronous work; on a CPU, ``time.perf_counter`` itself."""
+    dev, on_gpu = _cuda(device)
+    if not on_gpu:
+        return time.perf_counter
+    sync = torch_sync(dev)
+
+    def clock() -> float:
+        sync(None)
+        return time.perf_counter()
+    return clock
 
 
 def fetch(result: Any) -> None:

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from course_utils.bench import Timing, fetch, measure, torch_sync
+from course_utils.bench import Timing, fetch, measure, synced_clock, torch_sync
 
 
 class FakeClock:
@@ -119,3 +119,15 @@ def test_torch_sync_waits_for_the_gpu(monkeypatch):
     torch_sync("cuda:0")("result")  # a CUDA device: synchronize it (patched: works without a GPU too)
     torch_sync("cpu")("result")     # a CPU device: nothing to wait for
     assert calls == [torch.device("cuda:0")]
+
+
+def test_synced_clock_waits_for_the_gpu_before_reading_the_time(monkeypatch):
+    import time
+
+    import torch
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(device))
+    assert synced_clock("cpu") is time.perf_counter  # a CPU: the plain clock, nothing to wait for
+    clock = synced_clock("cuda:0")
+    first, second = clock(), clock()
+    assert calls == [torch.device("cuda:0")] * 2 and second >= first

@@ -17,7 +17,6 @@ and every time stamp first waits for the GPU's queued work (torch.cuda.synchroni
 """
 import argparse
 import json
-import time
 
 import numpy as np
 import torch
@@ -25,6 +24,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe, ScheduleInterleaved1F1B
 
+from course_utils.bench import synced_clock
 from course_utils.dist import backend, device
 from course_utils.pipeline import Timeline
 from pipe_by_hand import step as hand_step
@@ -39,17 +39,6 @@ def local_stages(model, name, rank, world):
         pieces = stages(model, 2 * world)
         return [(c * world + rank, pieces[c * world + rank]) for c in range(2)]
     return [(rank, stages(model, world)[rank])]
-
-
-def clock_for(dev):
-    """perf_counter, after the GPU's queued work is done (CUDA kernels run asynchronously)."""
-    if dev.type != "cuda":
-        return time.perf_counter
-
-    def clock():
-        torch.cuda.synchronize(dev)
-        return time.perf_counter()
-    return clock
 
 
 def run_step(name, mods, rank, world, x, y, m):
@@ -88,19 +77,19 @@ def timelines(args, rank, world, mode, dev):
             timeline = Timeline()
             if mode == "calibrated":
                 x, y = torch.randn(8 * m, 64), torch.randint(0, 10, (8 * m,))
-                base = make_model().to(dev)
+                base = make_model()
                 tick = args.tick / (2 if name == "Interleaved1F1B" else 1)  # a chunk is half a stage
             else:
                 w = args.width
                 x, y = torch.randn(32 * m, w), torch.randint(0, 10, (32 * m,))
                 base = nn.Sequential(nn.Linear(w, w), nn.Tanh(), nn.Linear(w, w), nn.Tanh(), nn.Linear(w, w),
-                                     nn.Tanh(), nn.Linear(w, 10)).to(dev)  # stage 0: 2 layers; stage 1: 1 + head
-            x, y = x.to(dev), y.to(dev)
+                                     nn.Tanh(), nn.Linear(w, 10))  # stage 0: 2 layers; stage 1: 1 + head
+            base, x, y = base.to(dev), x.to(dev), y.to(dev)
             mods, wrapped, trackers = local_stages(base, name, rank, world), [], []
             for i, mod in mods:
                 tracker = LiveActivations(mod.parameters())
                 inner = Tracked(Calibrated(mod, tick, tick) if mode == "calibrated" else mod, tracker)
-                wrapped.append((i, timeline.wrap(inner, stage=i % world, chunk=i // world, clock=clock_for(dev))))
+                wrapped.append((i, timeline.wrap(inner, stage=i % world, chunk=i // world, clock=synced_clock(dev))))
                 trackers.append(tracker)
             go = run_step(name, wrapped, rank, world, x, y, m)
             runs = []
